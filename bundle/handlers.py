@@ -1,0 +1,274 @@
+# Copyright (c) 2026 MIMS-CNN bundle contributors
+# Licensed under the Apache License, Version 2.0 (see LICENSE at the repository root).
+"""Ignite handlers the bundle configs attach to MONAI engines.
+
+- :class:`PredictionsWriter`: per-case probabilities and predicted class as CSV and JSON.
+- :class:`MetricsWriter`: the engine's final metrics as JSON.
+- :class:`PromoteCheckpoint`: after a run completes, copy its best checkpoint to the bundle's
+  ``models/`` folder (a failed run never touches it).
+- :class:`MLflowRunExtras`: when the run is tracked with ``--tracking mlflow``, record the run's
+  parameters and checkpoint in the same MLflow run, and mark the run failed when training raises.
+
+Every file is written to a temporary name first and renamed, so an interrupted run never leaves
+a half-written file in place of a good one.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from ignite.engine import Engine, Events
+
+__all__ = ["PredictionsWriter", "MetricsWriter", "PromoteCheckpoint", "MLflowRunExtras", "atomic_write_text"]
+
+logger = logging.getLogger(__name__)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def _to_python(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    if isinstance(value, np.ndarray):
+        return value.item() if value.size == 1 else value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _case_name(item: Mapping, batch_item: Mapping | None, key: str) -> str:
+    for source in (item, batch_item or {}):
+        value = source.get(key)
+        meta = getattr(value, "meta", None)
+        if meta and meta.get("filename_or_obj"):
+            return str(meta["filename_or_obj"])
+        meta_dict = source.get(f"{key}_meta_dict")
+        if meta_dict and meta_dict.get("filename_or_obj"):
+            return str(meta_dict["filename_or_obj"])
+    return ""
+
+
+class PredictionsWriter:
+    """Write one row per case: case path, label (when known), class probabilities, prediction.
+
+    Attach to an evaluator whose postprocessing turns ``pred`` into probabilities ``[num_classes]``
+    per case (``Activationsd(softmax=True)``). Files: ``<output_dir>/<name>.csv`` and ``.json``.
+
+    Args:
+        output_dir: folder of the files (created).
+        class_names: names of the classes, used in the column names ``prob_<name>``; defaults to
+            the class indices.
+        name: file name without extension.
+        pred_key: key of the probabilities in ``engine.state.output``.
+        label_key: key of the label (optional: inference has none).
+        image_key: key whose meta data give the case's file name.
+        extra_keys: further per-case keys of the output or the batch to write (e.g. ``slice_indices``).
+    """
+
+    def __init__(
+        self,
+        output_dir: str | os.PathLike,
+        class_names: Sequence[str] | None = None,
+        name: str = "predictions",
+        pred_key: str = "pred",
+        label_key: str = "label",
+        image_key: str = "image",
+        extra_keys: Sequence[str] = (),
+    ) -> None:
+        self.output_dir = Path(output_dir)
+        self.class_names = list(class_names) if class_names is not None else None
+        self.name = name
+        self.pred_key = pred_key
+        self.label_key = label_key
+        self.image_key = image_key
+        self.extra_keys = tuple(extra_keys)
+        self.rows: list[dict] = []
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, self._reset)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect)
+        engine.add_event_handler(Events.COMPLETED, self.write)
+
+    def _reset(self, engine: Engine) -> None:
+        self.rows = []
+
+    def _collect(self, engine: Engine) -> None:
+        outputs = engine.state.output
+        batches = engine.state.batch
+        if isinstance(outputs, Mapping):  # not decollated: split the batch dimension
+            raise TypeError("PredictionsWriter needs decollated outputs (set decollate=True on the engine)")
+        if not isinstance(batches, list):
+            batches = [None] * len(outputs)
+        for item, batch_item in zip(outputs, batches):
+            probs = np.asarray(_to_python(item[self.pred_key]), dtype=float).reshape(-1)
+            names = self.class_names or [str(c) for c in range(len(probs))]
+            if len(names) != len(probs):
+                raise ValueError(f"{len(names)} class names given for {len(probs)} predicted classes")
+            row: dict[str, Any] = {"case": _case_name(item, batch_item, self.image_key)}
+            label = item.get(self.label_key)
+            if label is None and batch_item is not None:
+                label = batch_item.get(self.label_key)
+            if label is not None:
+                row["label"] = int(np.asarray(_to_python(label)).reshape(-1)[0])
+            for cls_name, p in zip(names, probs):
+                row[f"prob_{cls_name}"] = round(float(p), 6)
+            row["prediction"] = int(np.argmax(probs))
+            row["predicted_class"] = names[row["prediction"]]
+            for key in self.extra_keys:
+                value = item.get(key, batch_item.get(key) if batch_item is not None else None)
+                if value is not None:
+                    value = _to_python(value)
+                    if isinstance(value, list):  # drop the -1 padding of per-slice indices
+                        value = [v for v in value if not (isinstance(v, int) and v < 0)]
+                    row[key] = value
+            self.rows.append(row)
+
+    def write(self, engine: Engine | None = None) -> None:
+        """Write the collected rows (CSV and JSON)."""
+        if not self.rows:
+            logger.warning("PredictionsWriter: no predictions to write")
+            return
+        columns: list[str] = []
+        for row in self.rows:
+            columns.extend(c for c in row if c not in columns)
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        for row in self.rows:
+            writer.writerow({k: (json.dumps(v) if isinstance(v, list) else v) for k, v in row.items()})
+        csv_path = atomic_write_text(self.output_dir / f"{self.name}.csv", buf.getvalue())
+        json_path = atomic_write_text(self.output_dir / f"{self.name}.json", json.dumps(self.rows, indent=2) + "\n")
+        logger.info(f"wrote {len(self.rows)} predictions to {csv_path} and {json_path}")
+
+
+class MetricsWriter:
+    """Write ``engine.state.metrics`` (and the number of cases) as JSON when the engine completes.
+
+    Args:
+        output_dir: folder of the file (created).
+        name: file name.
+        extra: further values to record (e.g. the checkpoint and datalist evaluated).
+    """
+
+    def __init__(self, output_dir: str | os.PathLike, name: str = "metrics.json", extra: Mapping | None = None) -> None:
+        self.path = Path(output_dir) / name
+        self.extra = dict(extra or {})
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        content = {k: _to_python(v) for k, v in engine.state.metrics.items()}
+        dataloader = getattr(engine, "data_loader", None)
+        dataset = getattr(dataloader, "dataset", None)
+        if dataset is not None and hasattr(dataset, "__len__"):
+            content["num_cases"] = len(dataset)
+        content.update({k: _to_python(v) for k, v in self.extra.items()})
+        atomic_write_text(self.path, json.dumps(content, indent=2, default=str) + "\n")
+        logger.info(f"metrics written to {self.path}: " + json.dumps({k: v for k, v in content.items()}, default=str))
+
+
+class PromoteCheckpoint:
+    """After the engine completes, copy ``source`` (the run's best checkpoint) to ``target``.
+
+    A run that raises never reaches COMPLETED, so it never replaces the model a previous run
+    promoted; the previous model also stays in its own run folder.
+
+    Args:
+        source: checkpoint written during the run.
+        target: bundle path to copy it to (e.g. ``models/model.pt``).
+    """
+
+    def __init__(self, source: str | os.PathLike, target: str | os.PathLike) -> None:
+        self.source = Path(source)
+        self.target = Path(target)
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        if not self.source.is_file():
+            logger.warning(f"no checkpoint at {self.source} to promote (no validation ran?)")
+            return
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.target.with_name(f".{self.target.name}.tmp")
+        shutil.copyfile(self.source, tmp)
+        os.replace(tmp, self.target)
+        logger.info(f"best checkpoint {self.source} promoted to {self.target}")
+
+
+def _mlflow_handlers(engine: Engine) -> list:
+    """The MONAI ``MLFlowHandler`` objects attached to ``engine`` (those ``--tracking mlflow`` adds)."""
+    from monai.handlers import MLFlowHandler
+
+    found = []
+    for event_handlers in getattr(engine, "_event_handlers", {}).values():
+        for entry in event_handlers:
+            owner = getattr(entry[0], "__self__", None)
+            if isinstance(owner, MLFlowHandler) and owner not in found:
+                found.append(owner)
+    return found
+
+
+class MLflowRunExtras:
+    """Complete the MLflow run that ``--tracking mlflow`` attaches to a trainer.
+
+    Logs ``params`` once the run has started, logs the files in ``artifacts`` (those that exist)
+    when training completes, and marks the run ``FAILED`` if training raises, so that a later run
+    never appends to it. Does nothing when the engine carries no ``MLFlowHandler``.
+
+    Put it first in the handler list: it must see an exception before handlers that re-raise it.
+
+    Args:
+        params: run parameters (values are converted to strings by MLflow).
+        artifacts: files to log at completion (missing ones are skipped with a log line).
+    """
+
+    def __init__(self, params: Mapping[str, Any] | None = None, artifacts: Sequence[str | os.PathLike] = ()) -> None:
+        self.params = {str(k): _to_python(v) for k, v in (params or {}).items()}
+        self.artifacts = [Path(a) for a in artifacts]
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.ITERATION_STARTED(once=1), self._log_params)
+        engine.add_event_handler(Events.COMPLETED, self._log_artifacts)
+        engine.add_event_handler(Events.EXCEPTION_RAISED, self._mark_failed)
+
+    def _log_params(self, engine: Engine) -> None:
+        for handler in _mlflow_handlers(engine):
+            if handler.cur_run is not None and self.params:
+                handler._log_params(self.params)
+
+    def _log_artifacts(self, engine: Engine) -> None:
+        for handler in _mlflow_handlers(engine):
+            if handler.cur_run is None:
+                continue
+            for path in self.artifacts:
+                if path.is_file():
+                    handler.client.log_artifact(handler.cur_run.info.run_id, str(path))
+                else:
+                    logger.info(f"MLflow: artifact {path} does not exist, not logged")
+
+    def _mark_failed(self, engine: Engine, e: BaseException) -> None:
+        for handler in _mlflow_handlers(engine):
+            if handler.cur_run is not None:
+                handler.client.set_terminated(handler.cur_run.info.run_id, "FAILED")
+                handler.cur_run = None
+        raise e
