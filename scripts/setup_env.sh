@@ -21,8 +21,9 @@ pip_quiet=(--quiet --disable-pip-version-check)
 if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
     echo "[setup] installing $TORCH_SPEC"
     # shellcheck disable=SC2086
-    .venv/bin/python -m pip install "${pip_quiet[@]}" $TORCH_SPEC
+    .venv/bin/python -m pip install "${pip_quiet[@]}" $TORCH_SPEC 2> >(grep -v "^WARNING: Location" >&2)
 fi
 echo "[setup] installing the bundle (editable) and its dependencies: pip install -e .[$EXTRAS]"
-.venv/bin/python -m pip install "${pip_quiet[@]}" -e ".[$EXTRAS]" 2>&1 | grep -v "^WARNING: Location" || true
+# (this machine's pip configuration prints one "WARNING: Location ..." line per package: hidden)
+.venv/bin/python -m pip install "${pip_quiet[@]}" -e ".[$EXTRAS]" 2> >(grep -v "^WARNING: Location" >&2)
 .venv/bin/python -c "import monai, torch, networks, transforms, bundle; print(f'[setup] ready: monai {monai.__version__}, torch {torch.__version__}, cuda available: {torch.cuda.is_available()}')"
