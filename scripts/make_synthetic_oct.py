@@ -5,7 +5,8 @@
 Example::
 
     python scripts/make_synthetic_oct.py --out data/synthetic_oct
-    python scripts/make_synthetic_oct.py --out /tmp/tiny --num-train 8 --num-val 4 --num-test 4 --shape 64 96 16 --central-slices 8
+    python scripts/make_synthetic_oct.py --out /tmp/tiny --num-train 8 --num-val 4 --num-test 4 \\
+        --shape 64 96 16 --central-slices 8
 """
 
 from __future__ import annotations

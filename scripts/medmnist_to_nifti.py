@@ -42,7 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
             "sets num_classes. Default: known names for AdrenalMNIST3D, else class_<k>"
         ),
     )
-    p.add_argument("--overwrite", action="store_true", help="replace an existing conversion in --out instead of refusing")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace an existing conversion in --out instead of refusing"
+    )
     p.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
     return p
 

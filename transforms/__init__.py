@@ -24,15 +24,15 @@ from .bag import (
     ToBagd,
 )
 from .channels import LUMA_WEIGHTS, EnsureChannels, EnsureChannelsd
-from .io import IMAGE_SUFFIXES, SUPPORTED_SUFFIXES, VOLUME_SUFFIXES, LoadVolume, LoadVolumed, natural_sort_key
+from .io import IMAGE_EXTENSIONS, SUPPORTED_EXTENSIONS, VOLUME_EXTENSIONS, LoadVolume, LoadVolumed, natural_sort_key
 
 __all__ = [
-    "IMAGE_SUFFIXES",
+    "IMAGE_EXTENSIONS",
     "LUMA_WEIGHTS",
     "RESIZE_MODES",
     "SLICE_AXIS_KEY",
-    "SUPPORTED_SUFFIXES",
-    "VOLUME_SUFFIXES",
+    "SUPPORTED_EXTENSIONS",
+    "VOLUME_EXTENSIONS",
     "CentralSlices",
     "CentralSlicesd",
     "EnsureChannels",

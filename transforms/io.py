@@ -31,16 +31,16 @@ from monai.utils import ImageMetaKey, MetaKeys, TransformBackends
 from PIL import Image
 
 __all__ = [
-    "VOLUME_SUFFIXES",
-    "IMAGE_SUFFIXES",
-    "SUPPORTED_SUFFIXES",
+    "VOLUME_EXTENSIONS",
+    "IMAGE_EXTENSIONS",
+    "SUPPORTED_EXTENSIONS",
     "natural_sort_key",
     "LoadVolume",
     "LoadVolumed",
 ]
 
 #: 3D formats read by MONAI's readers, with the name used in error messages.
-VOLUME_SUFFIXES: dict[str, str] = {
+VOLUME_EXTENSIONS: dict[str, str] = {
     ".nii": "NIfTI",
     ".nii.gz": "NIfTI",
     ".nrrd": "NRRD",
@@ -48,7 +48,7 @@ VOLUME_SUFFIXES: dict[str, str] = {
     ".mhd": "MetaImage",
 }
 #: 2D formats read by PIL, with the name used in error messages.
-IMAGE_SUFFIXES: dict[str, str] = {
+IMAGE_EXTENSIONS: dict[str, str] = {
     ".png": "PNG",
     ".jpg": "JPEG",
     ".jpeg": "JPEG",
@@ -56,7 +56,7 @@ IMAGE_SUFFIXES: dict[str, str] = {
     ".tiff": "TIFF",
     ".bmp": "BMP",
 }
-SUPPORTED_SUFFIXES: tuple[str, ...] = (*VOLUME_SUFFIXES, *IMAGE_SUFFIXES)
+SUPPORTED_EXTENSIONS: tuple[str, ...] = (*VOLUME_EXTENSIONS, *IMAGE_EXTENSIONS)
 
 # PIL modes with more than one value per pixel that are not plain grey/RGB/RGBA: converted on load.
 _PIL_CONVERSIONS = {"1": "L", "CMYK": "RGB", "YCbCr": "RGB", "LAB": "RGB", "HSV": "RGB", "PA": "RGBA"}
@@ -96,7 +96,7 @@ def _read_2d(path: Path) -> np.ndarray:
     Raises:
         ValueError: the file cannot be decoded, or holds several frames (a multi-page TIFF).
     """
-    fmt = IMAGE_SUFFIXES[_suffix(path)]
+    fmt = IMAGE_EXTENSIONS[_suffix(path)]
     try:
         with Image.open(path) as img:
             n_frames = getattr(img, "n_frames", 1)
@@ -120,7 +120,7 @@ def _read_2d(path: Path) -> np.ndarray:
 def _image_files(folder: Path) -> list[Path]:
     """2D image files directly inside ``folder`` (hidden files ignored), in natural order."""
     files = [
-        p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and _suffix(p) in IMAGE_SUFFIXES
+        p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and _suffix(p) in IMAGE_EXTENSIONS
     ]
     return sorted(files, key=lambda p: natural_sort_key(p.name))
 
@@ -183,15 +183,15 @@ class LoadVolume(Transform):
             img = self._load_folder(path)
         else:
             suffix = _suffix(path)
-            if suffix in VOLUME_SUFFIXES:
-                reader = self._nibabel if VOLUME_SUFFIXES[suffix] == "NIfTI" else self._itk
-                img = self._load_with_monai(path, reader, VOLUME_SUFFIXES[suffix])
-            elif suffix in IMAGE_SUFFIXES:
+            if suffix in VOLUME_EXTENSIONS:
+                reader = self._nibabel if VOLUME_EXTENSIONS[suffix] == "NIfTI" else self._itk
+                img = self._load_with_monai(path, reader, VOLUME_EXTENSIONS[suffix])
+            elif suffix in IMAGE_EXTENSIONS:
                 img = self._to_meta_tensor(_read_2d(path), path)
             else:
                 raise ValueError(
                     f"{path}: unsupported file type '{suffix or path.name}'; supported suffixes are "
-                    f"{', '.join(SUPPORTED_SUFFIXES)}, a folder of 2D slices or a DICOM series folder."
+                    f"{', '.join(SUPPORTED_EXTENSIONS)}, a folder of 2D slices or a DICOM series folder."
                 )
         n_bad = int((~torch.isfinite(img)).sum())
         if n_bad:

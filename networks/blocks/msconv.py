@@ -41,7 +41,9 @@ def _parse_kernel_groups(kernel_groups: Mapping[int | str, int]) -> dict[int, in
         except ValueError:
             size = -1
         if size < 1:
-            raise ValueError(f"kernel_groups keys must be kernel sizes >= 1 (int or str), got {key!r} in {kernel_groups!r}.")
+            raise ValueError(
+                f"kernel_groups keys must be kernel sizes >= 1 (int or str), got {key!r} in {kernel_groups!r}."
+            )
         if size in parsed:
             raise ValueError(f"kernel_groups names kernel size {size} twice: {kernel_groups!r}.")
         if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
@@ -60,11 +62,14 @@ def _parse_scales(scales: Sequence[float]) -> tuple[float, ...]:
     for s in scales:
         if isinstance(s, bool) or not isinstance(s, (int, float)) or not MIN_SCALE <= float(s) <= MAX_SCALE:
             raise ValueError(
-                f"every scale must be a number in [{MIN_SCALE}, {MAX_SCALE}] (the paper's range), got {s!r} in {scales!r}."
+                f"every scale must be a number in [{MIN_SCALE}, {MAX_SCALE}] (the paper's range), "
+                f"got {s!r} in {scales!r}."
             )
         parsed.append(float(s))
     if len(set(parsed)) != len(parsed):
-        raise ValueError(f"scales must not repeat (a repeated scale counts its activations twice in top-k), got {scales!r}.")
+        raise ValueError(
+            f"scales must not repeat (a repeated scale counts its activations twice in top-k), got {scales!r}."
+        )
     return tuple(parsed)
 
 

@@ -183,7 +183,9 @@ class ResNetBackbone(nn.Module):
                 continue
             loaded[key] = value
         if ignored:
-            logger.debug(f"ignored {len(ignored)} checkpoint keys of the head and deleted stages: {_short_list(ignored)}")
+            logger.debug(
+                f"ignored {len(ignored)} checkpoint keys of the head and deleted stages: {_short_list(ignored)}"
+            )
 
         notes = []
         conv1 = loaded.get("conv1.weight")

@@ -96,7 +96,10 @@ class MIMSCNN(nn.Module):
         self.in_channels = in_channels
         self.num_classes = num_classes
         self.backbone = ResNetBackbone(
-            in_channels=in_channels, depth=backbone_depth, feature_stage=feature_stage, pretrained_weights=pretrained_weights
+            in_channels=in_channels,
+            depth=backbone_depth,
+            feature_stage=feature_stage,
+            pretrained_weights=pretrained_weights,
         )
         self.msconv = MSConv(self.backbone.out_channels, kernel_groups=kernel_groups, scales=scales, mode=resize_mode)
         self.magnitude_norm = MagnitudeNorm(num_scales=len(self.msconv.scales), channels=self.msconv.out_channels)
@@ -117,7 +120,8 @@ class MIMSCNN(nn.Module):
                 f"got shape {list(x.shape)}."
             )
         if mask is not None:
-            if mask.dtype != torch.bool or mask.dim() != 2 or mask.shape[0] != x.shape[0] or mask.shape[1] != x.shape[1]:
+            bad_shape = mask.dim() != 2 or mask.shape[0] != x.shape[0] or mask.shape[1] != x.shape[1]
+            if mask.dtype != torch.bool or bad_shape:
                 raise ValueError(
                     f"mask must be a bool tensor of shape [B, N] = {list(x.shape[:2])}, "
                     f"got {mask.dtype} of shape {list(mask.shape)}."
