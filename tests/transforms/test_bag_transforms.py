@@ -101,12 +101,14 @@ def test_to_bagd_same_axis_for_all_keys():
 
 # ================================================================== ResizeSlices
 SQUARE = torch.arange(16.0).reshape(4, 4)
+TWO_BY_TWO = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+TWO_BY_TWO_X2 = [[1.0, 1.0, 2.0, 2.0], [1.0, 1.0, 2.0, 2.0], [3.0, 3.0, 4.0, 4.0], [3.0, 3.0, 4.0, 4.0]]
 RESIZE_CASES = [
     # mode, input slice, spatial_size, expected slice
     ("area", SQUARE, (2, 2), [[2.5, 4.5], [10.5, 12.5]]),  # means of the 2x2 blocks
     ("nearest", SQUARE, (2, 2), [[0.0, 2.0], [8.0, 10.0]]),
     ("area", SQUARE, (1, 4), [[6.0, 7.0, 8.0, 9.0]]),  # column means
-    ("nearest", torch.tensor([[1.0, 2.0], [3.0, 4.0]]), (4, 4), [[1.0, 1.0, 2.0, 2.0]] * 2 + [[3.0, 3.0, 4.0, 4.0]] * 2),
+    ("nearest", TWO_BY_TWO, (4, 4), TWO_BY_TWO_X2),  # each pixel repeated 2 x 2
     ("bilinear", SQUARE, (4, 4), SQUARE),  # same size: unchanged
 ]
 

@@ -1,0 +1,132 @@
+# Copyright (c) 2026 MIMS-CNN bundle contributors
+# Licensed under the Apache License, Version 2.0 (see LICENSE at the repository root).
+"""Train, evaluate and infer end to end through ``monai.bundle.ConfigWorkflow`` on tiny data."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from bundle_testing import TINY, TINY_TRAIN, copy_dataset, run_workflow
+
+TRAIN = ["common.json", "train.json"]
+EVALUATE = ["common.json", "evaluate.json"]
+INFERENCE = ["common.json", "inference.json"]
+
+
+def _overrides(root, dataset, train=False, **extra):
+    return {"bundle_root": str(root), "dataset_dir": str(dataset), **TINY, **(TINY_TRAIN if train else {}), **extra}
+
+
+def _mlflow_runs(root):
+    from mlflow import MlflowClient
+    from monai.utils import path_to_sqlite_uri
+
+    client = MlflowClient(tracking_uri=path_to_sqlite_uri(str(root / "eval" / "mlruns.db")))
+    experiment = client.get_experiment_by_name("mims_cnn")
+    return client, ([] if experiment is None else client.search_runs([experiment.experiment_id]))
+
+
+def test_train_evaluate_infer_with_mlflow(tiny_dataset, bundle_root):
+    # train, tracked: checkpoints in the run folder, best model promoted, params + metrics + model in MLflow
+    run_workflow(TRAIN, "train", _overrides(bundle_root, tiny_dataset, train=True, epochs=2, run_id="r1"), "mlflow")
+    run_dir = bundle_root / "runs" / "r1"
+    assert (run_dir / "model.pt").is_file() and (run_dir / "checkpoint_final.pt").is_file()
+    assert (bundle_root / "models" / "model.pt").read_bytes() == (run_dir / "model.pt").read_bytes()
+    resumable = torch.load(run_dir / "checkpoint_final.pt", weights_only=False)
+    assert set(resumable) == {"model", "optimizer", "lr_scheduler", "trainer"}
+    client, runs = _mlflow_runs(bundle_root)
+    train_runs = [r for r in runs if r.info.run_name == "train_r1"]
+    assert len(train_runs) == 1 and train_runs[0].info.status == "FINISHED"
+    run = train_runs[0]
+    assert run.data.params["method"] == "mims_cnn" and run.data.params["backbone_depth"] == "10"
+    assert len(client.get_metric_history(run.info.run_id, "auroc")) == 2
+    assert {"accuracy", "f1", "train_loss"} <= set(run.data.metrics)
+    assert "model.pt" in [a.path for a in client.list_artifacts(run.info.run_id)]
+
+    # evaluate the promoted checkpoint on the test split
+    run_workflow(EVALUATE, "eval", _overrides(bundle_root, tiny_dataset))
+    metrics = json.loads((bundle_root / "eval" / "metrics.json").read_text())
+    assert {"auroc", "accuracy", "f1"} <= set(metrics) and metrics["num_cases"] == 4
+    assert 0.0 <= metrics["auroc"] <= 1.0
+    rows = list(csv.DictReader((bundle_root / "eval" / "predictions.csv").open()))
+    assert len(rows) == 4
+    for row in rows:
+        p = float(row["prob_normal"]) + float(row["prob_cyst"])
+        assert p == pytest.approx(1.0, abs=1e-5)
+        assert row["case"].endswith(".nii.gz") and row["label"] in ("0", "1")
+        assert json.loads(row["slice_indices"]) == [1, 2, 3, 4, 5, 6]  # 6 central of 8 slices
+
+    # inference on a folder of volumes without labels
+    run_workflow(INFERENCE, "infer", _overrides(bundle_root, tiny_dataset, input=str(tiny_dataset / "images")))
+    predictions = json.loads((bundle_root / "eval" / "inference" / "predictions.json").read_text())
+    assert len(predictions) == 12 and all("label" not in p for p in predictions)
+
+
+def test_resume_continues_from_checkpoint(tiny_dataset, bundle_root):
+    run_workflow(TRAIN, "train", _overrides(bundle_root, tiny_dataset, train=True, run_id="first"))
+    first = bundle_root / "runs" / "first" / "checkpoint_final.pt"
+    workflow = run_workflow(
+        TRAIN, "train", _overrides(bundle_root, tiny_dataset, train=True, epochs=2, run_id="second", resume_from=str(first))
+    )
+    trainer = workflow.parser.get_parsed_content("train#trainer")
+    assert trainer.state.epoch == 2 and trainer.state.iteration == 4  # one epoch resumed + one trained
+
+
+def _write_datalist(dataset, training):
+    content = json.loads((dataset / "datalist.json").read_text())
+    content["training"] = training
+    (dataset / "datalist.json").write_text(json.dumps(content))
+
+
+@pytest.mark.parametrize(
+    "breakage, fragment",
+    [
+        ("missing_file", "1 file(s) do not exist"),
+        ("label_not_a_class", "label 7 is not a class: allowed 0..1"),
+        ("empty_split", "split 'training' is empty"),
+        ("nan_volume", "NaN"),
+        ("corrupt_file", "cannot be read"),
+    ],
+)
+def test_bad_input_fails_early_and_keeps_previous_outputs(tiny_dataset, bundle_root, tmp_path, breakage, fragment):
+    dataset = copy_dataset(tiny_dataset, tmp_path / "data")
+    entries = json.loads((dataset / "datalist.json").read_text())["training"]
+    broken = dataset / entries[0]["image"]
+    if breakage == "missing_file":
+        broken.unlink()
+    elif breakage == "label_not_a_class":
+        _write_datalist(dataset, [dict(entries[0], label=7)] + entries[1:])
+    elif breakage == "empty_split":
+        _write_datalist(dataset, [])
+    elif breakage == "nan_volume":
+        volume = nib.load(broken)
+        data = np.asarray(volume.dataobj, dtype=np.float32).copy()
+        data[0, 0, 0] = np.nan
+        nib.save(nib.Nifti1Image(data, volume.affine), broken)
+    elif breakage == "corrupt_file":
+        broken.write_bytes(broken.read_bytes()[:200])
+    previous = bundle_root / "models" / "model.pt"
+    previous.parent.mkdir()
+    previous.write_bytes(b"a model from an earlier run")
+    with pytest.raises(Exception) as e:
+        run_workflow(TRAIN, "train", _overrides(bundle_root, dataset, train=True, run_id="bad"), "mlflow")
+    message = "".join(str(x) for x in _exception_chain(e.value))
+    assert fragment in message
+    if breakage not in ("label_not_a_class", "empty_split"):
+        assert broken.name in message
+    assert previous.read_bytes() == b"a model from an earlier run"
+    assert not list((bundle_root / "runs").glob("bad/*.pt")) if (bundle_root / "runs").exists() else True
+    _, runs = _mlflow_runs(bundle_root)
+    assert all(r.info.status != "FINISHED" for r in runs)
+
+
+def _exception_chain(error):
+    while error is not None:
+        yield error
+        error = error.__cause__ or error.__context__
