@@ -1,0 +1,13 @@
+# Copyright (c) 2026 MIMS-CNN bundle contributors
+# Licensed under the Apache License, Version 2.0 (see LICENSE at the repository root).
+"""The Python glue the bundle configs call: datalists, collation, inferers, handlers, optimizers.
+
+``bundle.data`` (data preparation: synthetic data, MedMNIST conversion, datalist building) is not
+imported here; the scripts import it when they need it.
+"""
+
+from __future__ import annotations
+
+from . import collate, datalist, handlers, inferers, metrics, optim
+
+__all__ = ["collate", "datalist", "handlers", "inferers", "metrics", "optim"]

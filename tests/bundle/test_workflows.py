@@ -34,7 +34,7 @@ def _mlflow_runs(root):
 
 def test_train_evaluate_infer_with_mlflow(tiny_dataset, bundle_root):
     # train, tracked: checkpoints in the run folder, best model promoted, params + metrics + model in MLflow
-    run_workflow(TRAIN, "train", _overrides(bundle_root, tiny_dataset, train=True, epochs=2, run_id="r1"), "mlflow")
+    run_workflow(TRAIN, "train", _overrides(bundle_root, tiny_dataset, train=True, epochs=2, run_stamp="r1"), "mlflow")
     run_dir = bundle_root / "runs" / "r1"
     assert (run_dir / "model.pt").is_file() and (run_dir / "checkpoint_final.pt").is_file()
     assert (bundle_root / "models" / "model.pt").read_bytes() == (run_dir / "model.pt").read_bytes()
@@ -69,10 +69,10 @@ def test_train_evaluate_infer_with_mlflow(tiny_dataset, bundle_root):
 
 
 def test_resume_continues_from_checkpoint(tiny_dataset, bundle_root):
-    run_workflow(TRAIN, "train", _overrides(bundle_root, tiny_dataset, train=True, run_id="first"))
+    run_workflow(TRAIN, "train", _overrides(bundle_root, tiny_dataset, train=True, run_stamp="first"))
     first = bundle_root / "runs" / "first" / "checkpoint_final.pt"
     workflow = run_workflow(
-        TRAIN, "train", _overrides(bundle_root, tiny_dataset, train=True, epochs=2, run_id="second", resume_from=str(first))
+        TRAIN, "train", _overrides(bundle_root, tiny_dataset, train=True, epochs=2, run_stamp="second", resume_from=str(first))
     )
     trainer = workflow.parser.get_parsed_content("train#trainer")
     assert trainer.state.epoch == 2 and trainer.state.iteration == 4  # one epoch resumed + one trained
@@ -115,7 +115,7 @@ def test_bad_input_fails_early_and_keeps_previous_outputs(tiny_dataset, bundle_r
     previous.parent.mkdir()
     previous.write_bytes(b"a model from an earlier run")
     with pytest.raises(Exception) as e:
-        run_workflow(TRAIN, "train", _overrides(bundle_root, dataset, train=True, run_id="bad"), "mlflow")
+        run_workflow(TRAIN, "train", _overrides(bundle_root, dataset, train=True, run_stamp="bad"), "mlflow")
     message = "".join(str(x) for x in _exception_chain(e.value))
     assert fragment in message
     if breakage not in ("label_not_a_class", "empty_split"):
