@@ -178,6 +178,9 @@ class ResizeSlices(Transform):
         """
         _check_bag(bag, "ResizeSlices")
         n, c, h, w = (int(s) for s in bag.shape)
+        if (h, w) == self.spatial_size:  # nothing to resize: only the dtype contract applies
+            result, *_ = convert_to_dst_type(bag, dst=bag, dtype=torch.float32)
+            return result
         flat = convert_to_tensor(bag, track_meta=False).reshape(n * c, h, w)
         out = convert_to_tensor(self.resizer(flat), track_meta=False).reshape(n, c, *self.spatial_size)
         result, *_ = convert_to_dst_type(out, dst=bag, dtype=out.dtype)

@@ -61,3 +61,21 @@ def test_stacked_output():
     pred, label = stacked_output(["pred", "label"])(out)
     assert torch.equal(pred, torch.tensor([[0.2, 0.8], [0.9, 0.1]]))
     assert torch.equal(label, torch.tensor([1, 0]))
+
+
+def test_prepare_bag_batch_gives_plain_tensors_and_mask():
+    from monai.data import MetaTensor
+
+    from bundle.prepare_batch import PrepareBagBatch
+
+    batch = pad_bag_collate(
+        [
+            {"image": MetaTensor(torch.ones(2, 1, 2, 2), meta={"filename_or_obj": "a.nii"}), "label": 1},
+            {"image": MetaTensor(torch.ones(1, 1, 2, 2), meta={"filename_or_obj": "b.nii"}), "label": 0},
+        ]
+    )
+    image, label, args, kwargs = PrepareBagBatch()(batch, torch.device("cpu"))
+    assert type(image) is torch.Tensor and type(label) is torch.Tensor
+    assert image.shape == (2, 2, 1, 2, 2) and label.tolist() == [1, 0] and args == ()
+    assert kwargs["mask"].tolist() == [[True, True], [True, False]]
+    assert batch["image"].meta["filename_or_obj"] == ["a.nii", "b.nii"]  # the batch keeps its metadata
