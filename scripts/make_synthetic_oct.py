@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--out", required=True, default=argparse.SUPPRESS, help="output folder (created if needed)")
-    p.add_argument("--num-train", type=int, default=120, help="number of training volumes")
+    p.add_argument("--num-train", type=int, default=160, help="number of training volumes")
     p.add_argument("--num-val", type=int, default=40, help="number of validation volumes")
     p.add_argument("--num-test", type=int, default=60, help="number of test volumes")
     p.add_argument("--positive-fraction", type=float, default=0.5, help="fraction of label-1 volumes in each split")

@@ -92,9 +92,9 @@ class SyntheticOCTConfig:
     Args:
         num_lesions: number of cysts in a positive volume. Default ``(1, 3)``.
         lesion_radius: semi-axes of a cyst in the B-scan plane (``H`` and ``W``), in pixels; each
-            is drawn independently. Default ``(3.0, 7.0)``. The axial semi-axis is reduced when the
+            is drawn independently. Default ``(4.0, 8.0)``. The axial semi-axis is reduced when the
             retina is too thin at the chosen place.
-        lesion_slices: number of consecutive B-scans a cyst spans. Default ``(2, 4)``.
+        lesion_slices: number of consecutive B-scans a cyst spans. Default ``(3, 6)``.
         central_slices: cysts lie entirely within this many central B-scans
             (``D // 2 - central_slices // 2`` onwards). Default 16; clipped to ``D``.
         num_vessels: vessels per volume (both classes); each casts a dark vertical shadow.
@@ -112,8 +112,8 @@ class SyntheticOCTConfig:
     """
 
     num_lesions: tuple[int, int] = (1, 3)
-    lesion_radius: tuple[float, float] = (3.0, 7.0)
-    lesion_slices: tuple[int, int] = (2, 4)
+    lesion_radius: tuple[float, float] = (4.0, 8.0)
+    lesion_slices: tuple[int, int] = (3, 6)
     central_slices: int = 16
     num_vessels: tuple[int, int] = (1, 3)
     vessel_shadow: tuple[float, float] = (0.35, 0.7)
@@ -404,7 +404,7 @@ def _split_labels(rng: np.random.Generator, n: int, positive_fraction: float) ->
 
 def make_synthetic_oct_dataset(
     out_dir: str | os.PathLike,
-    num_train: int = 120,
+    num_train: int = 160,
     num_val: int = 40,
     num_test: int = 60,
     positive_fraction: float = 0.5,
@@ -431,7 +431,7 @@ def make_synthetic_oct_dataset(
 
     Args:
         out_dir: output folder (created if needed).
-        num_train: number of training volumes. Default 120.
+        num_train: number of training volumes. Default 160.
         num_val: number of validation volumes. Default 40.
         num_test: number of test volumes. Default 60.
         positive_fraction: fraction of label-1 volumes in each split, in ``[0, 1]``. Default 0.5.
