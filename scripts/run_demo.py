@@ -42,9 +42,15 @@ def _run(cmd: list[str], cwd: Path) -> None:
         raise SystemExit(f"command failed with exit code {result.returncode}: {' '.join(cmd[:6])} ...")
 
 
-def main(argv: list[str] | None = None) -> int:
+def run_demo(argv: list[str] | None = None) -> dict:
+    """Run the demo; returns the test metrics (``eval/metrics.json``)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", default="data/synthetic_oct", help="where the demo volumes are written (relative to the bundle root)")
+    parser.add_argument(
+        "--bundle-root",
+        default=str(ROOT),
+        help="folder for everything the demo writes: data/, runs/, models/, eval/ (default: the repository root)",
+    )
+    parser.add_argument("--data-dir", default="data/synthetic_oct", help="where the demo volumes are written (relative to --bundle-root)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data generator")
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: configs/train.json)")
     parser.add_argument("--num-train", type=int, default=None, help="training volumes to generate (default: the generator's)")
@@ -55,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     from bundle.data.synthetic_oct import make_synthetic_oct_dataset
 
     start = time.time()
-    data_dir = ROOT / args.data_dir
+    out_root = Path(args.bundle_root).expanduser().resolve()
+    data_dir = out_root / args.data_dir
     datalist = data_dir / "datalist.json"
     if datalist.is_file() and not args.regenerate:
         print(f"[demo] using the existing demo data {datalist} (--regenerate to make it anew)")
@@ -64,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[demo] generating synthetic OCT-like volumes into {data_dir}")
         make_synthetic_oct_dataset(data_dir, seed=args.seed, overwrite=args.regenerate, **kwargs)
 
-    overrides = {"bundle_root": str(ROOT), "dataset_dir": str(data_dir)}
+    overrides = {"bundle_root": str(out_root), "dataset_dir": str(data_dir)}
     train_overrides = dict(overrides)
     if args.epochs is not None:
         train_overrides["epochs"] = str(args.epochs)
@@ -72,24 +79,29 @@ def main(argv: list[str] | None = None) -> int:
     _run(_bundle_command(["configs/common.json", "configs/train.json"], train_overrides, tracking), ROOT)
     _run(_bundle_command(["configs/common.json", "configs/evaluate.json"], overrides, tracking), ROOT)
 
-    metrics_path = ROOT / "eval" / "metrics.json"
+    metrics_path = out_root / "eval" / "metrics.json"
     metrics = json.loads(metrics_path.read_text())
-    runs = sorted((ROOT / "runs").glob("*/"), key=lambda p: p.stat().st_mtime)
+    runs = sorted((out_root / "runs").glob("*/"), key=lambda p: p.stat().st_mtime)
     print("\n" + "=" * 72)
     print(f"MIMS-CNN demo finished in {(time.time() - start) / 60:.1f} min")
     print(
         f"test split ({metrics.get('num_cases', '?')} volumes): AUROC {metrics['auroc']:.3f}, "
         f"accuracy {metrics['accuracy']:.3f}, F1 {metrics['f1']:.3f}"
     )
-    print(f"best checkpoint:      {ROOT / 'models' / 'model.pt'}")
+    print(f"best checkpoint:      {out_root / 'models' / 'model.pt'}")
     if runs:
         print(f"this run's folder:    {runs[-1]} (best model.pt, resumable checkpoint_*.pt)")
-    print(f"metrics, predictions: {metrics_path}, {ROOT / 'eval' / 'predictions.csv'}")
+    print(f"metrics, predictions: {metrics_path}, {out_root / 'eval' / 'predictions.csv'}")
     if tracking:
-        db = ROOT / "eval" / "mlruns.db"
+        db = out_root / "eval" / "mlruns.db"
         print(f"MLflow runs:          {db} (experiment 'mims_cnn')")
         print(f"  view them with:     .venv/bin/mlflow ui --backend-store-uri sqlite:///{db}")
     print("=" * 72)
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    run_demo(argv)
     return 0
 
 
