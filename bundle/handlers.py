@@ -44,11 +44,12 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return path
 
 
-def _to_python(value: Any) -> Any:
+def _to_python(value: Any, squeeze: bool = True) -> Any:
+    """Tensors and arrays to Python numbers or lists; ``squeeze`` turns one-element arrays into numbers."""
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu().numpy()
     if isinstance(value, np.ndarray):
-        return value.item() if value.size == 1 else value.tolist()
+        return value.item() if value.ndim == 0 or (squeeze and value.size == 1) else value.tolist()
     if isinstance(value, np.generic):
         return value.item()
     return value
@@ -135,7 +136,7 @@ class PredictionsWriter:
             for key in self.extra_keys:
                 value = item.get(key, batch_item.get(key) if batch_item is not None else None)
                 if value is not None:
-                    value = _to_python(value)
+                    value = _to_python(value, squeeze=False)
                     if isinstance(value, list):  # drop the -1 padding of per-slice indices
                         value = [v for v in value if not (isinstance(v, int) and v < 0)]
                     row[key] = value

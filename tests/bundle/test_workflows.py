@@ -67,6 +67,19 @@ def test_train_evaluate_infer_with_mlflow(tiny_dataset, bundle_root):
     predictions = json.loads((bundle_root / "eval" / "inference" / "predictions.json").read_text())
     assert len(predictions) == 12 and all("label" not in p for p in predictions)
 
+    # the same model on plain 2D images (a bag of one slice each), grey and RGB
+    from PIL import Image
+
+    images = bundle_root / "images_2d"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (40, 50), dtype=np.uint8)).save(images / "grey.png")
+    Image.fromarray(rng.integers(0, 255, (30, 30, 3), dtype=np.uint8)).save(images / "rgb.jpg")
+    run_workflow(INFERENCE, "infer", _overrides(bundle_root, tiny_dataset, input=str(images)))
+    predictions = json.loads((bundle_root / "eval" / "inference" / "predictions.json").read_text())
+    assert [p["case"].rsplit("/", 1)[-1] for p in predictions] == ["grey.png", "rgb.jpg"]
+    assert all(p["slice_indices"] == [0] for p in predictions)
+
 
 def test_resume_continues_from_checkpoint(tiny_dataset, bundle_root):
     run_workflow(TRAIN, "train", _overrides(bundle_root, tiny_dataset, train=True, run_stamp="first"))
