@@ -44,8 +44,8 @@ class MIMSCNN(nn.Module):
     ``forward`` returns logits only; per-instance maps (:meth:`instance_maps`), flattened features
     (:meth:`instance_features`), pooled features (``pool(...)`` / ``pool.forward_with_indices``) and the head
     (:meth:`forward_head`) are separate methods, all TorchScript-compatible. The paper fine-tunes the
-    backbone at half the learning rate of the layers on top: see :meth:`backbone_parameters` and
-    :meth:`head_parameters`.
+    backbone (the ``backbone`` submodule) at half the learning rate of the layers on top: see
+    ``bundle.optim.backbone_head_param_groups``.
 
     Example:
 
@@ -197,12 +197,3 @@ class MIMSCNN(nn.Module):
             logits ``[B, num_classes]``.
         """
         return self.forward_head(self.pool(self.instance_features(x, mask)))
-
-    def backbone_parameters(self) -> List[nn.Parameter]:
-        """Parameters of the pretrained backbone (the paper trains them at half the head's learning rate)."""
-        return list(self.backbone.parameters())
-
-    def head_parameters(self) -> List[nn.Parameter]:
-        """All parameters not in the backbone: MSConv, MagnitudeNorm, TopKPool and classifier."""
-        backbone_ids = {id(p) for p in self.backbone.parameters()}
-        return [p for p in self.parameters() if id(p) not in backbone_ids]
