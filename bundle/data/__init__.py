@@ -4,13 +4,13 @@
 
 Every function here writes a MONAI decathlon-style datalist (``training`` / ``validation`` /
 ``test`` lists of ``{"image": <path relative to the JSON>, "label": <int>}``), see
-:mod:`bundle.data.datalist`. The command line front ends are ``scripts/make_synthetic_oct.py``,
+:mod:`bundle.data.datalist_writer`. The command line front ends are ``scripts/make_synthetic_oct.py``,
 ``scripts/medmnist_to_nifti.py`` and ``scripts/build_datalist.py``.
 """
 
 from __future__ import annotations
 
-from bundle.data.datalist import write_datalist
+from bundle.data.datalist_writer import write_datalist
 from bundle.data.folder_datalist import build_datalist_from_csv, split_stratified_grouped
 from bundle.data.medmnist import convert_medmnist3d, load_medmnist3d
 from bundle.data.synthetic_oct import (

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from bundle.data.datalist import check_output_paths, normalize_label_names, relative_posix, write_datalist
+from bundle.data.datalist_writer import check_output_paths, normalize_label_names, relative_posix, write_datalist
 
 __all__ = ["build_datalist_from_csv", "read_labels_csv", "split_stratified_grouped"]
 

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from bundle.data.datalist import check_output_paths, normalize_label_names, remove_owned_files, write_datalist
+from bundle.data.datalist_writer import check_output_paths, normalize_label_names, remove_owned_files, write_datalist
 from bundle.data.nifti_io import save_nifti
 
 __all__ = ["KNOWN_LABEL_NAMES", "MEDMNIST_SPLITS", "convert_medmnist3d", "load_medmnist3d"]

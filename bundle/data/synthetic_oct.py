@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from bundle.data.datalist import DATALIST_SPLITS, check_output_paths, remove_owned_files, write_datalist
+from bundle.data.datalist_writer import DATALIST_SPLITS, check_output_paths, remove_owned_files, write_datalist
 from bundle.data.nifti_io import save_nifti
 
 __all__ = [
