@@ -35,8 +35,15 @@ def _bundle_command(configs: list[str], overrides: dict[str, str], tracking: boo
     return cmd
 
 
+def _display(arg: str) -> str:
+    """Shell quoting that keeps ``"['a.json','b.json']"`` readable (as in the README)."""
+    if "'" in arg and not any(c in arg for c in '"$`\\'):
+        return f'"{arg}"'
+    return shlex.quote(arg)
+
+
 def _run(cmd: list[str], cwd: Path) -> None:
-    print("\n$ " + " ".join(shlex.quote(c) for c in cmd), flush=True)
+    print("\n$ " + " ".join(_display(c) for c in cmd), flush=True)
     result = subprocess.run(cmd, cwd=cwd)
     if result.returncode != 0:
         raise SystemExit(f"command failed with exit code {result.returncode}: {' '.join(cmd[:6])} ...")
