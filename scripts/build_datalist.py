@@ -11,9 +11,9 @@ Example (Kermany OCT B-scans, no patient in two splits)::
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 
+from bundle.data.datalist_writer import run_datalist_command
 from bundle.data.folder_datalist import build_datalist_from_csv
 
 __all__ = ["build_parser", "main"]
@@ -62,8 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args = build_parser().parse_args(argv)
     class_names = [n.strip() for n in args.class_names.split(",")] if args.class_names else None
-    try:
-        path = build_datalist_from_csv(
+    return run_datalist_command(
+        lambda: build_datalist_from_csv(
             args.images_dir,
             args.labels_csv,
             args.out,
@@ -76,11 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             class_names=class_names,
             overwrite=args.overwrite,
         )
-    except (FileNotFoundError, FileExistsError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    print(f"Datalist written to {path}")
-    return 0
+    )
 
 
 if __name__ == "__main__":

@@ -12,9 +12,10 @@ Example::
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
+from pathlib import Path
 
+from bundle.data.datalist_writer import run_datalist_command
 from bundle.data.synthetic_oct import DEFAULT_SHAPE, SyntheticOCTConfig, make_synthetic_oct_dataset
 
 __all__ = ["build_parser", "main"]
@@ -81,7 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         0 on success, 1 when the output exists (without ``--overwrite``) or an argument is invalid.
     """
     args = build_parser().parse_args(argv)
-    try:
+
+    def write() -> Path:
         config = SyntheticOCTConfig(
             num_lesions=tuple(args.num_lesions),
             lesion_radius=tuple(args.lesion_radius),
@@ -90,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             num_confounders=tuple(args.num_confounders),
             num_vessels=tuple(args.num_vessels),
         )
-        path = make_synthetic_oct_dataset(
+        return make_synthetic_oct_dataset(
             args.out,
             num_train=args.num_train,
             num_val=args.num_val,
@@ -102,11 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             progress=not args.no_progress,
             config=config,
         )
-    except (FileExistsError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    print(f"Datalist written to {path}")
-    return 0
+
+    return run_datalist_command(write)
 
 
 if __name__ == "__main__":

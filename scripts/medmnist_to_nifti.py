@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Sequence
 
+from bundle.data.datalist_writer import run_datalist_command
 from bundle.data.medmnist import convert_medmnist3d
 
 __all__ = ["build_parser", "main"]
@@ -69,15 +69,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"--label-names is not valid JSON ({err}): {args.label_names!r}")
         if not isinstance(label_names, dict):
             parser.error(f"--label-names must be a JSON object like '{{\"0\": \"normal\"}}', got {args.label_names!r}")
-    try:
-        path = convert_medmnist3d(
+    return run_datalist_command(
+        lambda: convert_medmnist3d(
             args.npz, args.out, overwrite=args.overwrite, progress=not args.no_progress, label_names=label_names
         )
-    except (FileNotFoundError, FileExistsError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    print(f"Datalist written to {path}")
-    return 0
+    )
 
 
 if __name__ == "__main__":

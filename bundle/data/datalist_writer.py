@@ -29,11 +29,13 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "run_datalist_command",
     "DATALIST_SPLITS",
     "check_output_paths",
     "normalize_label_names",
@@ -200,3 +202,19 @@ def write_datalist(
         f.write("\n")
     os.replace(tmp, out_path)
     return out_path
+
+
+def run_datalist_command(write: Callable[[], Path]) -> int:
+    """Run a data-preparation command: ``write()`` returns the datalist path, printed on success.
+
+    Returns:
+        0 on success; 1 when ``write`` raises ``FileNotFoundError``, ``FileExistsError`` or
+        ``ValueError`` (its message is printed to stderr as ``error: ...``).
+    """
+    try:
+        path = write()
+    except (FileNotFoundError, FileExistsError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"Datalist written to {path}")
+    return 0
