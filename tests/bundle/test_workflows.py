@@ -49,6 +49,33 @@ def test_train_evaluate_infer_with_mlflow(tiny_dataset, bundle_root):
     assert {"accuracy", "f1", "train_loss"} <= set(run.data.metrics)
     assert "model.pt" in [a.path for a in client.list_artifacts(run.info.run_id)]
 
+    # export the promoted checkpoint to TorchScript with MONAI's ckpt_export: same logits as the checkpoint
+    from monai.bundle import ConfigParser, ckpt_export
+
+    from bundle_testing import CONFIGS
+
+    overrides = _overrides(bundle_root, tiny_dataset)
+    ts_path = bundle_root / "models" / "model.ts"
+    ckpt_export(
+        net_id="network_def",
+        filepath=str(ts_path),
+        ckpt_file=str(bundle_root / "models" / "model.pt"),
+        meta_file=str(CONFIGS / "metadata.json"),
+        config_file=str(CONFIGS / "common.json"),
+        key_in_ckpt="model",
+        **{k: v for k, v in overrides.items() if k not in ("bundle_root", "dataset_dir")},
+    )
+    exported = torch.jit.load(str(ts_path))
+    parser = ConfigParser()
+    parser.read_config(str(CONFIGS / "common.json"))
+    parser.update(overrides)
+    network = parser.get_parsed_content("network_def")
+    network.load_state_dict(torch.load(bundle_root / "models" / "model.pt", weights_only=True))
+    bag, mask = torch.rand(2, 5, 1, 32, 32), torch.tensor([[True] * 5, [True] * 3 + [False] * 2])
+    with torch.no_grad():
+        network.eval()
+        torch.testing.assert_close(exported(bag, mask), network(bag, mask))
+        torch.testing.assert_close(exported.instance_features(bag, mask), network.instance_features(bag, mask))
     # evaluate the promoted checkpoint on the test split
     run_workflow(EVALUATE, "eval", _overrides(bundle_root, tiny_dataset))
     metrics = json.loads((bundle_root / "eval" / "metrics.json").read_text())
