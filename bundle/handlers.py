@@ -184,7 +184,7 @@ class MetricsWriter:
             content["num_cases"] = len(dataset)
         content.update({k: _to_python(v) for k, v in self.extra.items()})
         atomic_write_text(self.path, json.dumps(content, indent=2, default=str) + "\n")
-        logger.info(f"metrics written to {self.path}: " + json.dumps({k: v for k, v in content.items()}, default=str))
+        logger.info(f"metrics written to {self.path}: " + json.dumps(content, default=str))
 
 
 class PromoteCheckpoint:

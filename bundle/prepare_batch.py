@@ -10,10 +10,11 @@ import torch
 from monai.data import MetaTensor
 from monai.engines import PrepareBatchExtraInput
 
-__all__ = ["PrepareBagBatch"]
+__all__ = ["PrepareBagBatch", "plain_tensor"]
 
 
-def _plain(value: Any) -> Any:
+def plain_tensor(value: Any) -> Any:
+    """A ``MetaTensor`` as a plain ``torch.Tensor`` sharing its storage; anything else unchanged."""
     return value.as_tensor() if isinstance(value, MetaTensor) else value
 
 
@@ -38,4 +39,4 @@ class PrepareBagBatch(PrepareBatchExtraInput):
         self, batchdata: dict[str, torch.Tensor], device: str | torch.device | None = None, non_blocking: bool = False, **kwargs: Any
     ) -> tuple[torch.Tensor, torch.Tensor, tuple, dict]:
         image, label, args, extra = super().__call__(batchdata, device, non_blocking, **kwargs)
-        return _plain(image), _plain(label), args, {k: _plain(v) for k, v in extra.items()}
+        return plain_tensor(image), plain_tensor(label), args, {k: plain_tensor(v) for k, v in extra.items()}

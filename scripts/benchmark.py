@@ -147,16 +147,17 @@ def _mib(kib: float) -> float:
     return kib / 1024.0
 
 
-def _plain(value: Any) -> Any:
-    """A ``MetaTensor`` as a plain ``torch.Tensor`` sharing its storage; anything else unchanged."""
-    as_tensor = getattr(value, "as_tensor", None)
-    return as_tensor() if callable(as_tensor) else value
-
-
 def _held(batch: tuple) -> tuple:
     """A prepared batch ``(inputs, targets, args, kwargs)`` with every ``MetaTensor`` as a plain tensor."""
+    from bundle.prepare_batch import plain_tensor
+
     inputs, targets, args, kwargs = batch
-    return _plain(inputs), _plain(targets), tuple(map(_plain, args)), {k: _plain(v) for k, v in kwargs.items()}
+    return (
+        plain_tensor(inputs),
+        plain_tensor(targets),
+        tuple(map(plain_tensor, args)),
+        {k: plain_tensor(v) for k, v in kwargs.items()},
+    )
 
 
 def _rate(times: Sequence[float], units: float = 1.0) -> float:
