@@ -8,6 +8,6 @@ imported here; the scripts import it when they need it.
 
 from __future__ import annotations
 
-from . import collate, datalist, handlers, inferers, metrics, optim, prepare_batch
+from . import collate, datalist, handlers, inferers, methods, metrics, optim, prepare_batch
 
-__all__ = ["collate", "datalist", "handlers", "inferers", "metrics", "optim", "prepare_batch"]
+__all__ = ["collate", "datalist", "handlers", "inferers", "methods", "metrics", "optim", "prepare_batch"]
