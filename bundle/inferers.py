@@ -22,8 +22,14 @@ class ChunkedBagInferer(Inferer):
     of the union of the per-chunk top-k, so in eval mode the logits equal ``network(x, mask)``
     exactly while peak memory depends on ``chunk_size``, not on ``N``.
 
-    Networks without that interface, networks in training mode (BatchNorm statistics would then
-    depend on the chunking) and bags with at most ``chunk_size`` slices are run in one call.
+    Networks that classify every slice on their own (``instance_aggregation`` ``"mean"`` or ``"max"``,
+    see :class:`networks.nets.MILNet`) are chunked too: the slice logits of all chunks
+    (``network.instance_logits``) are concatenated and aggregated once (``network.aggregate_instances``),
+    also exact.
+
+    Networks without either interface (e.g. mean pooling over the bag, whose pool has no ``k``),
+    networks in training mode (BatchNorm statistics would then depend on the chunking) and bags with
+    at most ``chunk_size`` slices are run in one call.
 
     Args:
         chunk_size: slices per chunk, ``>= 1``.
@@ -39,15 +45,27 @@ class ChunkedBagInferer(Inferer):
         self.chunk_size = int(chunk_size)
 
     @staticmethod
-    def _supports_chunks(network: nn.Module) -> bool:
-        return all(hasattr(network, name) for name in ("instance_features", "forward_head", "pool"))
+    def _chunk_mode(network: nn.Module) -> str:
+        """``"instances"``, ``"topk"`` or ``""`` (cannot be chunked exactly)."""
+        if getattr(network, "instance_aggregation", "none") != "none":
+            ok = all(hasattr(network, name) for name in ("instance_logits", "aggregate_instances"))
+            return "instances" if ok else ""
+        ok = all(hasattr(network, name) for name in ("instance_features", "forward_head", "pool"))
+        return "topk" if ok and hasattr(network.pool, "k") else ""
 
     def __call__(self, inputs: torch.Tensor, network: Any, *args: Any, **kwargs: Any) -> torch.Tensor:
         mask = kwargs.pop("mask", None)
         core = getattr(network, "module", network)  # DistributedDataParallel / DataParallel
         n = inputs.shape[1]
-        if network.training or n <= self.chunk_size or not self._supports_chunks(core):
+        mode = self._chunk_mode(core)
+        if network.training or n <= self.chunk_size or not mode:
             return network(inputs, *args, mask=mask, **kwargs) if mask is not None else network(inputs, *args, **kwargs)
+        if mode == "instances":
+            logits = []
+            for start in range(0, n, self.chunk_size):
+                chunk_mask = None if mask is None else mask[:, start : start + self.chunk_size]
+                logits.append(core.instance_logits(inputs[:, start : start + self.chunk_size], chunk_mask))
+            return core.aggregate_instances(torch.cat(logits, dim=1), mask)
         k = int(core.pool.k)
         candidates = []
         for start in range(0, n, self.chunk_size):

@@ -4,17 +4,50 @@
 
 from __future__ import annotations
 
-from .blocks import DEFAULT_KERNEL_GROUPS, DEFAULT_SCALES, RESIZE_MODES, MagnitudeNorm, MSConv, TopKPool
-from .nets import MIMSCNN, RESNET_LAYOUTS, ResNetBackbone
+from .blocks import (
+    DEFAULT_KERNEL_GROUPS,
+    DEFAULT_SCALES,
+    RESIZE_MODES,
+    IdentityHead,
+    MagnitudeNorm,
+    MeanPool,
+    MSConv,
+    TopKPool,
+    TridentConv,
+)
+from .nets import (
+    INSTANCE_AGGREGATIONS,
+    MIMSCNN,
+    POOLINGS,
+    RESNET_LAYOUTS,
+    FeatPyra,
+    MILNet,
+    MIPre,
+    MIPreConv,
+    MIPreTrident,
+    ResNet34Scratch,
+    ResNetBackbone,
+)
 
 __all__ = [
     "DEFAULT_KERNEL_GROUPS",
     "DEFAULT_SCALES",
+    "INSTANCE_AGGREGATIONS",
     "MIMSCNN",
+    "POOLINGS",
     "RESIZE_MODES",
     "RESNET_LAYOUTS",
+    "FeatPyra",
+    "IdentityHead",
+    "MILNet",
+    "MIPre",
+    "MIPreConv",
+    "MIPreTrident",
     "MSConv",
     "MagnitudeNorm",
+    "MeanPool",
+    "ResNet34Scratch",
     "ResNetBackbone",
     "TopKPool",
+    "TridentConv",
 ]

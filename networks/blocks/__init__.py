@@ -3,8 +3,23 @@
 
 from __future__ import annotations
 
+from .identity_head import IdentityHead
 from .magnitude_norm import MagnitudeNorm
-from .msconv import DEFAULT_KERNEL_GROUPS, DEFAULT_SCALES, RESIZE_MODES, MSConv
+from .mean_pool import MeanPool
+from .msconv import DEFAULT_KERNEL_GROUPS, DEFAULT_SCALES, RESIZE_MODES, MSConv, parse_scales, scaled_length
 from .topk_pool import TopKPool
+from .trident_conv import TridentConv
 
-__all__ = ["DEFAULT_KERNEL_GROUPS", "DEFAULT_SCALES", "RESIZE_MODES", "MSConv", "MagnitudeNorm", "TopKPool"]
+__all__ = [
+    "DEFAULT_KERNEL_GROUPS",
+    "DEFAULT_SCALES",
+    "RESIZE_MODES",
+    "IdentityHead",
+    "MSConv",
+    "MagnitudeNorm",
+    "MeanPool",
+    "TopKPool",
+    "TridentConv",
+    "parse_scales",
+    "scaled_length",
+]

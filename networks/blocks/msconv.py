@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from monai.utils import look_up_option
 
-__all__ = ["MSConv", "DEFAULT_KERNEL_GROUPS", "DEFAULT_SCALES", "RESIZE_MODES"]
+__all__ = ["MSConv", "DEFAULT_KERNEL_GROUPS", "DEFAULT_SCALES", "RESIZE_MODES", "scaled_length", "parse_scales"]
 
 #: the paper's OCT configuration "2(8), 3(10)": 8 kernels of size 2 and 10 of size 3.
 DEFAULT_KERNEL_GROUPS: Mapping[int, int] = MappingProxyType({2: 8, 3: 10})
@@ -55,7 +55,13 @@ def _parse_kernel_groups(kernel_groups: Mapping[int | str, int]) -> dict[int, in
     return dict(sorted(parsed.items()))
 
 
-def _parse_scales(scales: Sequence[float]) -> tuple[float, ...]:
+def scaled_length(length: int, scale: float) -> int:
+    """``max(1, floor(scale * length + 0.5))``: a length resized by ``scale``, rounded half up (same in TorchScript)."""
+    return max(1, int(math.floor(scale * length + 0.5)))
+
+
+def parse_scales(scales: Sequence[float]) -> tuple[float, ...]:
+    """Validate resizing factors: a non-empty sequence of distinct numbers in ``[0.25, 2]``, returned as floats."""
     if isinstance(scales, (str, bytes)) or not isinstance(scales, Sequence) or len(scales) == 0:
         raise ValueError(f"scales must be a non-empty sequence of resizing factors, got {scales!r}.")
     parsed = []
@@ -150,7 +156,7 @@ class MSConv(nn.Module):
         groups = _parse_kernel_groups(kernel_groups)
         self.in_channels = in_channels
         self.kernel_groups = groups
-        self.scales = _parse_scales(scales)
+        self.scales = parse_scales(scales)
         self.mode = look_up_option(mode, RESIZE_MODES)
         self.align_corners = False if self.mode in ("bilinear", "bicubic") else None
         self.out_channels = sum(groups.values())
@@ -174,7 +180,7 @@ class MSConv(nn.Module):
         """
         sizes: List[Tuple[int, int]] = []
         for s in self.scales:
-            sizes.append((max(1, int(math.floor(s * height + 0.5))), max(1, int(math.floor(s * width + 0.5)))))
+            sizes.append((scaled_length(height, s), scaled_length(width, s)))
         return sizes
 
     def forward(self, x: torch.Tensor) -> List[torch.Tensor]:

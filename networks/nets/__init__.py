@@ -4,6 +4,20 @@
 from __future__ import annotations
 
 from .backbone import RESNET_LAYOUTS, ResNetBackbone
+from .baselines import FeatPyra, MIPre, MIPreConv, MIPreTrident, ResNet34Scratch
+from .mil_net import INSTANCE_AGGREGATIONS, POOLINGS, MILNet
 from .mims_cnn import MIMSCNN
 
-__all__ = ["MIMSCNN", "RESNET_LAYOUTS", "ResNetBackbone"]
+__all__ = [
+    "INSTANCE_AGGREGATIONS",
+    "MIMSCNN",
+    "POOLINGS",
+    "RESNET_LAYOUTS",
+    "FeatPyra",
+    "MILNet",
+    "MIPre",
+    "MIPreConv",
+    "MIPreTrident",
+    "ResNet34Scratch",
+    "ResNetBackbone",
+]

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
-from typing import Tuple
+from collections.abc import Mapping, Sequence
+from typing import List, Tuple
 
 import torch
 import torch.nn as nn
@@ -61,10 +61,15 @@ class ResNetBackbone(nn.Module):
             32). Defaults to 4.
         pretrained_weights: path of a torchvision-format ImageNet state dict, loaded strictly; ``None``
             keeps the random (Kaiming) initialisation. Defaults to ``None``.
+        return_stages: the stages whose outputs :meth:`forward_stages` returns, increasing, each in
+            ``1..feature_stage`` (e.g. ``(3, 4)`` for a feature pyramid over conv4_x and conv5_x).
+            Defaults to ``(feature_stage,)``.
 
     Attributes:
         out_channels: channels of the returned feature map (``block_inplanes[stage] * block.expansion``).
         stride: total down-sampling factor of the returned feature map (``2 ** (feature_stage + 1)``).
+        return_stages: the validated ``return_stages`` as a list.
+        stage_channels: channels of each of the ``return_stages`` outputs.
 
     Raises:
         ValueError: for an unsupported ``depth`` or ``feature_stage``, or a checkpoint that does not match.
@@ -72,7 +77,12 @@ class ResNetBackbone(nn.Module):
     """
 
     def __init__(
-        self, in_channels: int = 3, depth: int = 18, feature_stage: int = 4, pretrained_weights: str | None = None
+        self,
+        in_channels: int = 3,
+        depth: int = 18,
+        feature_stage: int = 4,
+        pretrained_weights: str | None = None,
+        return_stages: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
@@ -84,6 +94,17 @@ class ResNetBackbone(nn.Module):
         self.feature_stage = feature_stage
         self.out_channels = BLOCK_INPLANES[feature_stage - 1] * block.expansion
         self.stride = 2 ** (feature_stage + 1)
+        stages = [feature_stage] if return_stages is None else list(return_stages)
+        if (
+            len(stages) == 0
+            or any(isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= feature_stage for s in stages)
+            or sorted(set(stages)) != stages
+        ):
+            raise ValueError(
+                f"return_stages must be increasing stages in 1..feature_stage={feature_stage}, got {return_stages!r}."
+            )
+        self.return_stages: List[int] = stages
+        self.stage_channels: List[int] = [BLOCK_INPLANES[s - 1] * block.expansion for s in stages]
 
         net = ResNet(
             block=block,
@@ -121,6 +142,45 @@ class ResNetBackbone(nn.Module):
             height = (height - 1) // 2 + 1
             width = (width - 1) // 2 + 1
         return height, width
+
+    @torch.jit.export
+    def stage_output_sizes(self, height: int, width: int) -> List[Tuple[int, int]]:
+        """Spatial size of each :meth:`forward_stages` output (stage ``s`` has stride ``2 ** (s + 1)``)."""
+        sizes: List[Tuple[int, int]] = []
+        for stage in range(1, self.feature_stage + 1):
+            if stage == 1:
+                height, width = (height - 1) // 2 + 1, (width - 1) // 2 + 1  # conv1 /2, then maxpool /2 below
+            height, width = (height - 1) // 2 + 1, (width - 1) // 2 + 1
+            if stage in self.return_stages:
+                sizes.append((height, width))
+        return sizes
+
+    @torch.jit.export
+    def forward_stages(self, x: torch.Tensor) -> List[torch.Tensor]:
+        """
+        Args:
+            x: images ``[M, in_channels, H, W]``.
+
+        Returns:
+            the outputs of ``return_stages``, in that order, each ``[M, stage_channels[i], *stage size]``.
+        """
+        outputs: List[torch.Tensor] = []
+        x = self.layer1(self.maxpool(self.act(self.bn1(self.conv1(x)))))
+        if 1 in self.return_stages:
+            outputs.append(x)
+        if self.layer2 is not None:
+            x = self.layer2(x)
+            if 2 in self.return_stages:
+                outputs.append(x)
+        if self.layer3 is not None:
+            x = self.layer3(x)
+            if 3 in self.return_stages:
+                outputs.append(x)
+        if self.layer4 is not None:
+            x = self.layer4(x)
+            if 4 in self.return_stages:
+                outputs.append(x)
+        return outputs
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """
@@ -225,5 +285,5 @@ class ResNetBackbone(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"depth={self.depth}, in_channels={self.in_channels}, feature_stage={self.feature_stage}, "
-            f"out_channels={self.out_channels}, stride={self.stride}"
+            f"out_channels={self.out_channels}, stride={self.stride}, return_stages={tuple(self.return_stages)}"
         )

@@ -4,20 +4,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import List, Optional, Tuple
 
-import torch
-import torch.nn as nn
-
-from networks.blocks.magnitude_norm import MagnitudeNorm
 from networks.blocks.msconv import DEFAULT_KERNEL_GROUPS, DEFAULT_SCALES, MSConv
-from networks.blocks.topk_pool import TopKPool
 from networks.nets.backbone import ResNetBackbone
+from networks.nets.mil_net import MILNet
 
 __all__ = ["MIMSCNN"]
 
 
-class MIMSCNN(nn.Module):
+class MIMSCNN(MILNet):
     """
     MIMS-CNN, the Multi-Instance Multi-Scale CNN of Li et al., "Multi-Instance Multi-Scale CNN for Medical
     Image Classification", MICCAI 2019 (arXiv:1907.02413): embedding-based multiple-instance learning for
@@ -41,11 +36,19 @@ class MIMSCNN(nn.Module):
 
     where ``(h_i, w_i)`` are given by :meth:`feature_map_sizes` for the input's ``H, W``.
 
+    MIMS-CNN is one composition of :class:`MILNet`: ``ResNetBackbone`` -> ``MSConv`` -> ``MagnitudeNorm`` ->
+    ``TopKPool`` -> ``Linear``. The paper's ablations are arguments of this class (method overlays under
+    ``configs/methods/`` set them): ``scales=(1.0,)`` is MIMS-NoResizing; ``scales=(1.0,)`` with
+    ``input_scales=(0.5, 0.75, 1.0)`` is Pyramid MIMS (multi-scale by an image pyramid instead of feature
+    resizing, same kernels); ``pooling="mean"``, ``k=1`` (max pooling), ``instance_aggregation="max"``
+    (max-inst) and ``"mean"`` (MIMS-patchcls) are the MIL aggregation ablations.
+
     ``forward`` returns logits only; per-instance maps (:meth:`instance_maps`), flattened features
     (:meth:`instance_features`), pooled features (``pool(...)`` / ``pool.forward_with_indices``) and the head
     (:meth:`forward_head`) are separate methods, all TorchScript-compatible. The paper fine-tunes the
     backbone (the ``backbone`` submodule) at half the learning rate of the layers on top: see
-    ``bundle.optim.backbone_head_param_groups``.
+    ``bundle.optim.backbone_head_param_groups``. Submodules: ``backbone``, ``heads`` (one :class:`MSConv`),
+    ``magnitude_norm``, ``pool``, ``classifier``.
 
     Example:
 
@@ -70,9 +73,13 @@ class MIMSCNN(nn.Module):
             ``{2: 8, 3: 10}`` (the paper's OCT configuration).
         scales: MSConv resizing factors in ``[0.25, 2]``. Defaults to ``(0.5, 0.75, 1.0)``.
         k: number of pooled activations per channel. Defaults to 5.
-        resize_mode: MSConv interpolation mode. Defaults to ``"bilinear"``.
+        resize_mode: interpolation mode of MSConv and of the image pyramid. Defaults to ``"bilinear"``.
         pretrained_weights: torchvision-format ImageNet state dict for the backbone, or ``None`` for a
             randomly initialised backbone. Defaults to ``None``.
+        input_scales: image-pyramid factors applied to the slices before the backbone. Defaults to ``(1.0,)``.
+        pooling: ``"topk"`` or ``"mean"``. Defaults to ``"topk"``.
+        instance_aggregation: ``"none"`` (one embedding per bag, MIMS-CNN), ``"mean"`` or ``"max"`` (classify
+            every slice, aggregate the slice predictions). Defaults to ``"none"``.
 
     Raises:
         ValueError: for invalid arguments (raised by the sub-blocks that own them).
@@ -89,111 +96,25 @@ class MIMSCNN(nn.Module):
         k: int = 5,
         resize_mode: str = "bilinear",
         pretrained_weights: str | None = None,
+        input_scales: Sequence[float] = (1.0,),
+        pooling: str = "topk",
+        instance_aggregation: str = "none",
     ) -> None:
-        super().__init__()
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}.")
-        self.in_channels = in_channels
-        self.num_classes = num_classes
-        self.backbone = ResNetBackbone(
+        backbone = ResNetBackbone(
             in_channels=in_channels,
             depth=backbone_depth,
             feature_stage=feature_stage,
             pretrained_weights=pretrained_weights,
         )
-        self.msconv = MSConv(self.backbone.out_channels, kernel_groups=kernel_groups, scales=scales, mode=resize_mode)
-        self.magnitude_norm = MagnitudeNorm(num_scales=len(self.msconv.scales), channels=self.msconv.out_channels)
-        self.pool = TopKPool(k=k)
-        self.classifier = nn.Linear(self.msconv.out_channels, num_classes)
-        self.out_channels = self.msconv.out_channels
-
-    @torch.jit.export
-    def feature_map_sizes(self, height: int, width: int) -> List[Tuple[int, int]]:
-        """``(h_i, w_i)`` of every MSConv scale for input slices of ``height x width``."""
-        h, w = self.backbone.output_size(height, width)
-        return self.msconv.output_sizes(h, w)
-
-    def _check_input(self, x: torch.Tensor, mask: Optional[torch.Tensor]) -> None:
-        if x.dim() != 5 or x.shape[2] != self.in_channels:
-            raise ValueError(
-                f"MIMSCNN expects x of shape [B, N, {self.in_channels}, H, W] (a 2-D image is N = 1), "
-                f"got shape {list(x.shape)}."
-            )
-        if mask is not None:
-            bad_shape = mask.dim() != 2 or mask.shape[0] != x.shape[0] or mask.shape[1] != x.shape[1]
-            if mask.dtype != torch.bool or bad_shape:
-                raise ValueError(
-                    f"mask must be a bool tensor of shape [B, N] = {list(x.shape[:2])}, "
-                    f"got {mask.dtype} of shape {list(mask.shape)}."
-                )
-
-    @torch.jit.export
-    def instance_maps(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> List[torch.Tensor]:
-        """
-        Magnitude-normalised MSConv maps of every slice and scale.
-
-        Args:
-            x: bags ``[B, N, in_channels, H, W]``.
-            mask: optional ``[B, N]`` bool, True = real slice, False = padding. ``None``: all slices real.
-
-        Returns:
-            one tensor per scale, each ``[B, N, out_channels, h_i, w_i]``; padding slices are ``-inf``.
-        """
-        self._check_input(x, mask)
-        b, n = x.shape[0], x.shape[1]
-        slices = x.flatten(0, 1)
-        index: Optional[torch.Tensor] = None
-        if mask is not None:
-            index = mask.flatten().nonzero().squeeze(1)
-            slices = slices.index_select(0, index)
-        maps = self.magnitude_norm(self.msconv(self.backbone(slices)))
-        outputs: List[torch.Tensor] = []
-        for y in maps:
-            if index is not None:
-                full = torch.full(
-                    [b * n, y.shape[1], y.shape[2], y.shape[3]], float("-inf"), dtype=y.dtype, device=y.device
-                )
-                y = full.index_copy(0, index, y)
-            outputs.append(y.reshape(b, n, y.shape[1], y.shape[2], y.shape[3]))
-        return outputs
-
-    @torch.jit.export
-    def instance_features(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """
-        Per-channel activations of all scales, positions and slices, ready for top-k pooling.
-
-        Args:
-            x: bags ``[B, N, in_channels, H, W]``.
-            mask: optional ``[B, N]`` bool, True = real slice, False = padding. ``None``: all slices real.
-
-        Returns:
-            ``[B, out_channels, L]`` with ``L = N * sum_i h_i * w_i`` in the scale-major layout described in
-            the class docstring; entries of padding slices are ``-inf``.
-        """
-        flat: List[torch.Tensor] = []
-        for y in self.instance_maps(x, mask):
-            # [B, N, C, h, w] -> [B, C, N, h, w] -> [B, C, N * h * w]
-            flat.append(y.transpose(1, 2).flatten(2))
-        return torch.cat(flat, dim=2)
-
-    @torch.jit.export
-    def forward_head(self, pooled: torch.Tensor) -> torch.Tensor:
-        """
-        Args:
-            pooled: top-k pooled bag features ``[B, out_channels]``.
-
-        Returns:
-            logits ``[B, num_classes]``.
-        """
-        return self.classifier(pooled)
-
-    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """
-        Args:
-            x: bags ``[B, N, in_channels, H, W]`` (a 2-D image is ``N = 1``).
-            mask: optional ``[B, N]`` bool, True = real slice, False = padding. ``None``: all slices real.
-
-        Returns:
-            logits ``[B, num_classes]``.
-        """
-        return self.forward_head(self.pool(self.instance_features(x, mask)))
+        msconv = MSConv(backbone.out_channels, kernel_groups=kernel_groups, scales=scales, mode=resize_mode)
+        super().__init__(
+            backbone,
+            [msconv],
+            num_classes=num_classes,
+            input_scales=input_scales,
+            magnitude_norm=True,
+            k=k,
+            pooling=pooling,
+            instance_aggregation=instance_aggregation,
+            resize_mode=resize_mode,
+        )

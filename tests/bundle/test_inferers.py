@@ -50,3 +50,24 @@ def test_training_mode_and_plain_networks_run_in_one_call(network):
 def test_invalid_chunk_size():
     with pytest.raises(ValueError, match="chunk_size must be >= 1"):
         ChunkedBagInferer(0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, mode",
+    [
+        ({"instance_aggregation": "max"}, "instances"),
+        ({"instance_aggregation": "mean"}, "instances"),
+        ({"pooling": "mean"}, ""),
+        ({"input_scales": (0.5, 1.0), "scales": (1.0,)}, "topk"),
+    ],
+)
+def test_variants_chunk_exactly_or_run_whole(kwargs, mode):
+    torch.manual_seed(1)
+    net = MIMSCNN(in_channels=1, num_classes=3, backbone_depth=10, feature_stage=2, k=3, **kwargs)
+    assert ChunkedBagInferer._chunk_mode(net) == mode
+    x = torch.rand(2, 7, 1, 32, 32)
+    mask = torch.tensor([[True] * 7, [True] * 4 + [False] * 3])
+    with eval_mode(net), torch.no_grad():
+        expected = net(x, mask=mask)
+        for chunk_size in (1, 3):
+            torch.testing.assert_close(ChunkedBagInferer(chunk_size)(x, net, mask=mask), expected, atol=1e-5, rtol=0)

@@ -42,7 +42,7 @@ def test_shapes(kwargs, shape, mask, expected):
     assert logits.shape == expected
     sizes = net.feature_map_sizes(shape[3], shape[4])
     assert [tuple(m.shape) for m in maps] == [(shape[0], shape[1], net.out_channels, h, w) for h, w in sizes]
-    assert feats.shape == (shape[0], net.msconv.out_channels, shape[1] * sum(h * w for h, w in sizes))
+    assert feats.shape == (shape[0], net.heads[0].out_channels, shape[1] * sum(h * w for h, w in sizes))
     if mask is not None:  # padding slices are -inf, real slices finite
         per_slice = maps[0].isfinite().flatten(2).all(-1)
         assert torch.equal(per_slice, mask)
@@ -159,15 +159,15 @@ def test_eval_is_deterministic_and_stateless():
 @pytest.mark.parametrize(
     "kwargs, check",
     [
-        ({"kernel_groups": {2: 5, 4: 7}}, lambda n: n.msconv.out_channels == 12 and n.classifier.in_features == 12),
+        ({"kernel_groups": {2: 5, 4: 7}}, lambda n: n.heads[0].out_channels == 12 and n.classifier.in_features == 12),
         ({"kernel_groups": {2: 5, 4: 7}}, lambda n: n.magnitude_norm.channels == 12 and n.pool.k == 5),
-        ({"scales": (0.5, 1.0)}, lambda n: len(n.magnitude_norm.norms) == 2 and n.msconv.scales == (0.5, 1.0)),
+        ({"scales": (0.5, 1.0)}, lambda n: len(n.magnitude_norm.norms) == 2 and n.heads[0].scales == (0.5, 1.0)),
         ({"feature_stage": 2}, lambda n: n.backbone.out_channels == 128 and n.backbone.stride == 8),
-        ({"feature_stage": 2}, lambda n: n.msconv.in_channels == 128),
+        ({"feature_stage": 2}, lambda n: n.heads[0].in_channels == 128),
         ({"backbone_depth": 18}, lambda n: n.backbone.depth == 18 and len(n.backbone.layer1) == 2),
         ({"in_channels": 3}, lambda n: n.backbone.conv1.in_channels == 3),
         ({"k": 3}, lambda n: n.pool.k == 3 and n.pool.weight_logits.shape == (3,)),
-        ({"resize_mode": "nearest"}, lambda n: n.msconv.mode == "nearest"),
+        ({"resize_mode": "nearest"}, lambda n: n.heads[0].mode == "nearest"),
         ({"num_classes": 5}, lambda n: n.classifier.out_features == 5),
     ],
 )

@@ -1,0 +1,289 @@
+# Copyright (c) 2026 MIMS-CNN bundle contributors
+# Licensed under the Apache License, Version 2.0 (see LICENSE at the repository root).
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import List, Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from monai.utils import look_up_option
+
+from networks.blocks.magnitude_norm import MagnitudeNorm
+from networks.blocks.mean_pool import MeanPool
+from networks.blocks.msconv import RESIZE_MODES, parse_scales, scaled_length
+from networks.blocks.topk_pool import TopKPool
+from networks.nets.backbone import ResNetBackbone
+
+__all__ = ["MILNet", "POOLINGS", "INSTANCE_AGGREGATIONS"]
+
+#: pooling of the activations: weighted top-k (:class:`TopKPool`, ``k = 1`` is max pooling) or the mean
+POOLINGS: tuple[str, ...] = ("topk", "mean")
+#: ``"none"``: pool the whole bag into one embedding (embedding-based MIL, MIMS-CNN);
+#: ``"mean"``: classify every slice, average the slice probabilities ("patchcls");
+#: ``"max"``: classify every slice, per class the maximum slice probability ("max-inst", instance-based MIL)
+INSTANCE_AGGREGATIONS: tuple[str, ...] = ("none", "mean", "max")
+
+
+class MILNet(nn.Module):
+    """
+    The multiple-instance network that MIMS-CNN and all its baselines are compositions of (Li et al.,
+    "Multi-Instance Multi-Scale CNN for Medical Image Classification", MICCAI 2019, arXiv:1907.02413)::
+
+        -- [input pyramid] -- backbone stage(s) -- head per stage (MSConv / TridentConv / IdentityHead)
+           -- [MagnitudeNorm] -- pool (top-k / mean) over branches, x, y [and slices] -- Linear
+           [-- aggregate slice predictions (mean / max)] --
+
+    A *branch* is one map per slice that enters the pooling: every input scale (image pyramid) times
+    every backbone stage in ``backbone.return_stages`` times every output of that stage's head (one per
+    MSConv scale, per Trident dilation, or one for :class:`IdentityHead`). All heads must have the same
+    ``out_channels`` ``C``.
+
+    Bag contract (as :class:`MIMSCNN`): input ``[B, N, C_in, H, W]`` with an optional bool ``mask`` ``[B, N]``
+    (True = real slice). Only real slices are computed; padded positions hold ``-inf`` in the maps, which
+    both poolings ignore. With ``instance_aggregation="none"`` all branches, positions and slices of a bag
+    are pooled into one ``C``-vector (embedding-based MIL); otherwise every slice is pooled and classified
+    on its own and the slice predictions are aggregated (instance-based MIL):
+
+        - ``"mean"``: bag probabilities = mean over real slices of the slice softmax; the returned logits are
+          their logarithm (so ``softmax(logits)`` gives them back and ``CrossEntropyLoss`` trains on them);
+        - ``"max"``: per class the maximum over real slices of the slice log-probability; for two classes the
+          bag's positive probability grows with its most positive slice (the paper's "max-inst").
+
+    A bag without any real slice gives logits 0 (uniform) in both instance modes, and the classifier bias
+    in embedding mode.
+
+    Feature layout (:meth:`instance_features`): ``[B, C, L]``, branch-major, with branch ``i`` of size
+    ``(h_i, w_i)`` (see :meth:`feature_map_sizes`, which lists branches in the order input scale, stage,
+    head output) and element ``(branch i, slice n, y, x)`` at ``offset_i + n * h_i * w_i + y * w_i + x``,
+    ``offset_i = N * sum_{i' < i} h_i' * w_i'``.
+
+    Subclasses (:class:`MIMSCNN`, :class:`MIPre`, ...) fix the composition; use this class directly only to
+    build a new one.
+
+    Args:
+        backbone: the per-slice feature extractor; its ``forward_stages`` outputs feed ``heads`` in order.
+        heads: one module per backbone return stage, each mapping ``[M, C_stage, h, w]`` to a list of
+            ``[M, C, h_j, w_j]`` and exposing ``out_channels`` and ``output_sizes(h, w)``.
+        num_classes: number of logits.
+        input_scales: image-pyramid factors in ``[0.25, 2]`` applied to the slices before the backbone.
+            Defaults to ``(1.0,)`` (no pyramid).
+        magnitude_norm: whether every branch gets its own BatchNorm and learnable scalar per channel
+            (:class:`MagnitudeNorm`) before pooling. Defaults to ``True``.
+        k: activations pooled per channel by top-k pooling (ignored by mean pooling). Defaults to 5.
+        pooling: one of :data:`POOLINGS`. Defaults to ``"topk"``.
+        instance_aggregation: one of :data:`INSTANCE_AGGREGATIONS`. Defaults to ``"none"``.
+        resize_mode: interpolation of the image pyramid. Defaults to ``"bilinear"``.
+
+    Raises:
+        ValueError: for an invalid option, or heads that do not match the backbone's stages and channels.
+    """
+
+    def __init__(
+        self,
+        backbone: ResNetBackbone,
+        heads: Sequence[nn.Module],
+        num_classes: int = 2,
+        input_scales: Sequence[float] = (1.0,),
+        magnitude_norm: bool = True,
+        k: int = 5,
+        pooling: str = "topk",
+        instance_aggregation: str = "none",
+        resize_mode: str = "bilinear",
+    ) -> None:
+        super().__init__()
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}.")
+        if len(heads) != len(backbone.return_stages):
+            raise ValueError(
+                f"need one head per backbone return stage {backbone.return_stages}, got {len(heads)} heads."
+            )
+        for head, channels in zip(heads, backbone.stage_channels):
+            if getattr(head, "in_channels", channels) != channels:
+                raise ValueError(f"a head takes {head.in_channels} channels but its backbone stage gives {channels}.")
+        widths = {int(head.out_channels) for head in heads}
+        if len(widths) != 1:
+            raise ValueError(f"all heads must have the same out_channels, got {sorted(widths)}.")
+        self.network_name: str = type(self).__name__
+        self.in_channels = backbone.in_channels
+        self.num_classes = num_classes
+        self.out_channels = widths.pop()
+        self.input_scales: List[float] = list(parse_scales(input_scales))
+        self.resize_mode = look_up_option(resize_mode, RESIZE_MODES)
+        self.align_corners: Optional[bool] = False if self.resize_mode in ("bilinear", "bicubic") else None
+        self.pooling = look_up_option(pooling, POOLINGS)
+        self.instance_aggregation = look_up_option(instance_aggregation, INSTANCE_AGGREGATIONS)
+
+        self.backbone = backbone
+        self.heads = nn.ModuleList(heads)
+        branches_per_scale = sum(len(head.output_sizes(8, 8)) for head in heads)
+        self.num_branches = len(self.input_scales) * branches_per_scale
+        self.magnitude_norm = MagnitudeNorm(self.num_branches, self.out_channels) if magnitude_norm else None
+        self.pool = TopKPool(k=k) if self.pooling == "topk" else MeanPool()
+        self.classifier = nn.Linear(self.out_channels, num_classes)
+
+    @torch.jit.export
+    def feature_map_sizes(self, height: int, width: int) -> List[Tuple[int, int]]:
+        """``(h_i, w_i)`` of every branch for input slices of ``height x width`` (order: input scale, stage, head output)."""
+        sizes: List[Tuple[int, int]] = []
+        for s in self.input_scales:
+            stage_sizes = self.backbone.stage_output_sizes(scaled_length(height, s), scaled_length(width, s))
+            for i, head in enumerate(self.heads):
+                sizes.extend(head.output_sizes(stage_sizes[i][0], stage_sizes[i][1]))
+        return sizes
+
+    def _check_input(self, x: torch.Tensor, mask: Optional[torch.Tensor]) -> None:
+        if x.dim() != 5 or x.shape[2] != self.in_channels:
+            raise ValueError(
+                f"{self.network_name} expects x of shape [B, N, {self.in_channels}, H, W] (a 2-D image is N = 1), "
+                f"got shape {list(x.shape)}."
+            )
+        if mask is not None:
+            bad_shape = mask.dim() != 2 or mask.shape[0] != x.shape[0] or mask.shape[1] != x.shape[1]
+            if mask.dtype != torch.bool or bad_shape:
+                raise ValueError(
+                    f"mask must be a bool tensor of shape [B, N] = {list(x.shape[:2])}, "
+                    f"got {mask.dtype} of shape {list(mask.shape)}."
+                )
+
+    def _branch_maps(self, slices: torch.Tensor) -> List[torch.Tensor]:
+        """``[M, C_in, H, W]`` -> one ``[M, C, h_i, w_i]`` per branch (before magnitude normalisation)."""
+        maps: List[torch.Tensor] = []
+        height, width = slices.shape[2], slices.shape[3]
+        for s in self.input_scales:
+            size = [scaled_length(height, s), scaled_length(width, s)]
+            if size[0] == height and size[1] == width:
+                resized = slices
+            else:
+                resized = F.interpolate(slices, size=size, mode=self.resize_mode, align_corners=self.align_corners)
+            stages = self.backbone.forward_stages(resized)
+            for i, head in enumerate(self.heads):
+                maps.extend(head(stages[i]))
+        return maps
+
+    @torch.jit.export
+    def instance_maps(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> List[torch.Tensor]:
+        """
+        The (magnitude-normalised) maps of every slice and branch, as they enter the pooling.
+
+        Args:
+            x: bags ``[B, N, in_channels, H, W]``.
+            mask: optional ``[B, N]`` bool, True = real slice, False = padding. ``None``: all slices real.
+
+        Returns:
+            one tensor per branch, each ``[B, N, out_channels, h_i, w_i]``; padding slices are ``-inf``.
+        """
+        self._check_input(x, mask)
+        b, n = x.shape[0], x.shape[1]
+        slices = x.flatten(0, 1)
+        index: Optional[torch.Tensor] = None
+        if mask is not None:
+            index = mask.flatten().nonzero().squeeze(1)
+            slices = slices.index_select(0, index)
+        maps = self._branch_maps(slices)
+        if self.magnitude_norm is not None:
+            maps = self.magnitude_norm(maps)
+        outputs: List[torch.Tensor] = []
+        for y in maps:
+            if index is not None:
+                full = torch.full(
+                    [b * n, y.shape[1], y.shape[2], y.shape[3]], float("-inf"), dtype=y.dtype, device=y.device
+                )
+                y = full.index_copy(0, index, y)
+            outputs.append(y.reshape(b, n, y.shape[1], y.shape[2], y.shape[3]))
+        return outputs
+
+    @torch.jit.export
+    def instance_features(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """
+        Per-channel activations of all branches, positions and slices of each bag (the bag-level pooling input).
+
+        Args:
+            x: bags ``[B, N, in_channels, H, W]``.
+            mask: optional ``[B, N]`` bool, True = real slice, False = padding. ``None``: all slices real.
+
+        Returns:
+            ``[B, out_channels, L]`` in the branch-major layout of the class docstring; padding is ``-inf``.
+        """
+        flat: List[torch.Tensor] = []
+        for y in self.instance_maps(x, mask):
+            flat.append(y.transpose(1, 2).flatten(2))  # [B, N, C, h, w] -> [B, C, N * h * w]
+        return torch.cat(flat, dim=2)
+
+    @torch.jit.export
+    def instance_logits(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """
+        Every slice pooled and classified on its own (the instance-based modes' slice predictions).
+
+        Args:
+            x: bags ``[B, N, in_channels, H, W]``.
+            mask: optional ``[B, N]`` bool, True = real slice. Padding slices get the classifier bias.
+
+        Returns:
+            slice logits ``[B, N, num_classes]``.
+        """
+        flat: List[torch.Tensor] = []
+        for y in self.instance_maps(x, mask):
+            flat.append(y.flatten(3))  # [B, N, C, h * w]
+        per_slice = torch.cat(flat, dim=3)
+        b, n = per_slice.shape[0], per_slice.shape[1]
+        pooled = self.pool(per_slice.flatten(0, 1))  # [B * N, C]
+        return self.classifier(pooled).reshape(b, n, self.num_classes)
+
+    @torch.jit.export
+    def aggregate_instances(self, logits: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """
+        Bag logits from slice logits, by ``instance_aggregation`` (``"mean"`` or ``"max"``).
+
+        Args:
+            logits: slice logits ``[B, N, num_classes]``.
+            mask: optional ``[B, N]`` bool, True = real slice; padding slices are left out.
+
+        Returns:
+            bag logits ``[B, num_classes]`` (log-probabilities; 0 for a bag without real slices).
+        """
+        log_p = F.log_softmax(logits, dim=-1)
+        present = torch.ones_like(log_p, dtype=torch.bool) if mask is None else mask.unsqueeze(-1).expand_as(log_p)
+        masked = torch.where(present, log_p, torch.full_like(log_p, float("-inf")))
+        if self.instance_aggregation == "max":
+            bag = masked.max(dim=1).values
+        elif self.instance_aggregation == "mean":
+            count = present[:, :, 0].sum(dim=1, keepdim=True).to(log_p.dtype)
+            bag = torch.logsumexp(masked, dim=1) - torch.log(torch.clamp(count, min=1.0))
+        else:
+            raise ValueError("aggregate_instances needs instance_aggregation 'mean' or 'max'.")
+        any_present = present[:, :, 0].any(dim=1, keepdim=True)
+        return torch.where(any_present, bag, torch.zeros_like(bag))
+
+    @torch.jit.export
+    def forward_head(self, pooled: torch.Tensor) -> torch.Tensor:
+        """
+        Args:
+            pooled: pooled bag features ``[B, out_channels]``.
+
+        Returns:
+            logits ``[B, num_classes]``.
+        """
+        return self.classifier(pooled)
+
+    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """
+        Args:
+            x: bags ``[B, N, in_channels, H, W]`` (a 2-D image is ``N = 1``).
+            mask: optional ``[B, N]`` bool, True = real slice, False = padding. ``None``: all slices real.
+
+        Returns:
+            logits ``[B, num_classes]``.
+        """
+        if self.instance_aggregation == "none":
+            return self.forward_head(self.pool(self.instance_features(x, mask)))
+        return self.aggregate_instances(self.instance_logits(x, mask), mask)
+
+    def extra_repr(self) -> str:
+        return (
+            f"input_scales={tuple(self.input_scales)}, branches={self.num_branches}, out_channels={self.out_channels}, "
+            f"pooling={self.pooling}, instance_aggregation={self.instance_aggregation}"
+        )
