@@ -99,10 +99,7 @@ class GradientTimesInput:
         captured: list[torch.Tensor] = []
 
         def hook(_module: nn.Module, _inputs: object, output: object) -> None:
-            for tensor in _as_tensors(output):
-                if tensor.requires_grad:
-                    tensor.retain_grad()
-                    captured.append(tensor)
+            captured.extend(tensor for tensor in _as_tensors(output) if tensor.requires_grad)
 
         was_training = self.network.training
         self.network.eval()
@@ -113,22 +110,25 @@ class GradientTimesInput:
                 logits = self.network(inputs, mask) if mask is not None else self.network(inputs)
                 target = self._targets(class_index, logits)
                 seed = F.one_hot(target, logits.shape[1]).to(logits.dtype)
-                grads_needed = [inputs] if self.module is None else captured
-                if not grads_needed:
+                wrt = [inputs] if self.module is None else captured
+                if not wrt:
                     raise RuntimeError(f"layer {self.layer!r} produced no tensor that depends on the parameters")
-                logits.backward(gradient=seed)
+                # autograd.grad, not backward: the parameters' .grad stay untouched (a training run in
+                # progress keeps its gradients)
+                grads = torch.autograd.grad(logits, wrt, grad_outputs=seed, allow_unused=True)
         finally:
             if handle is not None:
                 handle.remove()
             self.network.train(was_training)
 
+        grads = [torch.zeros_like(t) if g is None else g for t, g in zip(wrt, grads)]
         if self.module is None:
-            maps = [(inputs.grad * inputs).sum(dim=2).detach()]  # [B, N, H, W]
+            maps = [(grads[0] * inputs).sum(dim=2).detach()]  # [B, N, H, W]
         else:
             index = None if mask is None else mask.flatten().nonzero().squeeze(1)
             maps = []
-            for act in captured:
-                t = (act.grad * act).sum(dim=1).detach()  # [M, h, w], M = real slices of the batch
+            for act, grad in zip(captured, grads):
+                t = (grad * act).sum(dim=1).detach()  # [M, h, w], M = real slices of the batch
                 full = t.new_zeros((b * n, *t.shape[1:]))
                 full = full.index_copy(0, index, t) if index is not None else t.reshape(b * n, *t.shape[1:])
                 maps.append(full.reshape(b, n, *t.shape[1:]))

@@ -104,9 +104,10 @@ def slice_scores(
                 feats = network.instance_features(x, mask).detach().requires_grad_(True)
                 logits = network.forward_head(network.pool(feats))
                 target = _targets(logits.detach(), class_index)
-                target_margin(logits, target).sum().backward()
+                # autograd.grad, not backward: the head's parameters keep their .grad
+                (grad,) = torch.autograd.grad(target_margin(logits, target).sum(), feats)
                 present = feats.detach() != float("-inf")
-                contrib = torch.where(present, feats.grad * feats.detach(), torch.zeros_like(feats))
+                contrib = torch.where(present, grad * feats.detach(), torch.zeros_like(feats))
                 scores = _per_slice_sum(contrib.sum(dim=1), _feature_sizes(network, x), int(x.shape[1]))
                 logits = logits.detach()
     finally:
