@@ -1,0 +1,180 @@
+# Copyright (c) 2026 MIMS-CNN bundle contributors
+# Licensed under the Apache License, Version 2.0 (see LICENSE at the repository root).
+"""Tests of ``scripts/evaluate_localization.py``: rankings, mask preprocessing, arguments, one tiny end-to-end run."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+__all__: list[str] = []
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "scripts" / "evaluate_localization.py"
+
+
+@pytest.fixture(scope="module")
+def el():
+    """The script as a module."""
+    spec = importlib.util.spec_from_file_location("evaluate_localization_under_test", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    "scores, expected",
+    [
+        ([0.5, 2.0, 0.0, 2.0, 0.0], [1, 3, 0, 2, 4]),  # ties keep bag order
+        ([0.0, -1.0, float("-inf"), 0.3], [3, 0, 1]),  # padding (-inf) dropped
+    ],
+)
+def test_stable_ranking(el, scores, expected):
+    assert el.stable_ranking(torch.tensor(scores)) == expected
+
+
+@pytest.mark.parametrize("n, expected", [(1, [0]), (4, [1, 2, 0, 3]), (5, [2, 1, 3, 0, 4])])
+def test_central_ranking(el, n, expected):
+    assert el.central_ranking(n) == expected
+
+
+def _write_run(el, run_root: Path, method: str, datalist: Path, image_size=(16, 16), seed: int = 0) -> Path:
+    """A finished run folder as scripts/compare_methods.py writes it, with a randomly initialised model.pt."""
+    folder = run_root / method / f"seed{seed}"
+    folder.mkdir(parents=True)
+    overrides = {
+        "image_size": list(image_size), "seed": seed, "datalist": str(datalist), "bundle_root": str(REPO),
+        "ckpt_path": str(folder / "model.pt"), "output_dir": str(folder),
+    }
+    result = {
+        "dataset": "tiny", "method": method, "spec": method, "slug": method, "display_name": f"{method} (tiny)",
+        "seed": seed, "test": {"auroc": 0.5, "num_cases": 4}, "overrides": overrides,
+        "eval_configs": ["configs/common.json", "configs/evaluate.json", f"configs/methods/{method}.json"],
+        "command": "python scripts/compare_methods.py --dataset-name tiny (test)",
+    }
+    (folder / "result.json").write_text(json.dumps(result))
+    run = el.RunInfo(method, folder, result)
+    torch.manual_seed(0)
+    network = el.run_parser(run).get_parsed_content("network_def")
+    torch.save(network.state_dict(), folder / "model.pt")
+    return folder
+
+
+def _positives(tiny_dataset: Path) -> list[dict]:
+    from bundle.datalist import load_datalist
+
+    return [e for e in load_datalist(tiny_dataset / "datalist.json", "test", 2) if e["label"] == 1]
+
+
+def test_mask_pipeline_follows_the_image(el, tiny_dataset, tmp_path):
+    folder = _write_run(el, tmp_path / "runs", "mi_pre", tiny_dataset / "datalist.json", image_size=(16, 8))
+    run = el.RunInfo("mi_pre", folder, json.loads((folder / "result.json").read_text()))
+    prepare = el.mask_pipeline(el.run_parser(run).get_parsed_content("preprocessing"))
+    import nibabel as nib
+    import numpy as np
+
+    for entry in _positives(tiny_dataset):
+        image, mask, indices = prepare(entry)
+        assert image.shape == (8, 1, 16, 8) and mask.shape == (8, 16, 8) and mask.dtype == torch.bool
+        assert indices.tolist() == list(range(8))  # 8 slices <= eval_num_slices: all kept
+        raw = np.asarray(nib.load(entry["mask"]).dataobj) != 0  # [32, 32, 8]
+        expected = torch.from_numpy(raw[::2, ::4, :]).permute(2, 0, 1)  # nearest: every 2nd row, 4th column
+        assert torch.equal(mask, expected)
+        assert 0.0 <= float(image.min()) and float(image.max()) <= 1.0
+
+
+def test_mask_pipeline_rejects_unknown_step(el):
+    from monai.transforms import Compose, RandFlipd
+
+    with pytest.raises(ValueError, match="RandFlipd"):
+        el.mask_pipeline(Compose([RandFlipd(keys="image")]))
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--top", "0"], "--top"),
+        (["--output", "page.txt"], "must end with .md"),
+        (["--tolerance-px", "-1"], "--tolerance-px"),
+        (["--tolerance-px", "2", "2"], "--tolerance-px"),
+        (["--methods", "../x"], "not a run folder name"),
+        (["--device", "nonsense"], "--device"),
+    ],
+)
+def test_invalid_arguments(el, tmp_path, capsys, extra, message):
+    with pytest.raises(SystemExit) as exit_info:
+        el.main(["--run-root", str(tmp_path), *extra])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_help_explains_every_option(el):
+    for action in el.build_parser()._actions:
+        assert action.help, action.dest
+
+
+def test_missing_runs_are_an_error_unless_skipped(el, tmp_path, capsys):
+    assert el.main(["--run-root", str(tmp_path), "--methods", "mims_cnn", "--output", str(tmp_path / "a.md")]) == 2
+    assert "mims_cnn" in capsys.readouterr().err
+    assert not (tmp_path / "a.md").exists()
+
+
+def test_end_to_end_tiny(el, tiny_dataset, tmp_path):
+    datalist = tiny_dataset / "datalist.json"
+    run_root = tmp_path / "runs"
+    for method in ("mims_cnn", "mims_patchcls"):
+        _write_run(el, run_root, method, datalist)
+    (tmp_path / "notes.md").write_text("A note.\n")
+    output = tmp_path / "results" / "localization.md"
+    argv = [
+        "--run-root", str(run_root), "--methods", "mims_cnn", "mims_patchcls", "mi_pre", "--skip-missing",
+        "--output", str(output), "--notes", str(tmp_path / "notes.md"), "--threads", "1", "--device", "cpu",
+        "--tolerance-px", "1", "0",
+    ]
+    assert el.main(argv) == 0
+
+    report = json.loads(output.with_suffix(".json").read_text())
+    num_positive = len(_positives(tiny_dataset))
+    assert report["num_positive"] == num_positive == 2
+    assert report["methods"]["mi_pre"] is None
+    for method in ("mims_cnn", "mims_patchcls"):
+        m = report["methods"][method]
+        summary = m["summary"]
+        assert summary["n"] + len(m["skipped_no_lesion"]) == num_positive
+        assert set(summary["hit"]) == {"1", "3"} and set(summary["pointing"]) == {"layer", "input"}
+        assert all(set(v) == {"0", "1"} for v in summary["pointing"].values())
+        assert m["layers"] == {"layer": "backbone.layer2", "input": "input"}
+        for case in m["cases"]:
+            assert case["lesion_slices"] and set(case["hit"]) == {"1", "3"}
+            assert all(0.0 <= v <= 1.0 for by_tolerance in case["pointing"].values() for v in by_tolerance.values())
+            assert all(case["pointing"][h]["0"] <= case["pointing"][h]["1"] for h in case["pointing"])
+            assert all(0.0 <= v <= 1.0 for v in case["auroc"].values())
+    assert set(report["references"]) == {"random", "central"}
+    assert report["settings"]["tolerance_px"] == [0.0, 1.0]
+
+    page = output.read_text()
+    for row in ("| mims_cnn (tiny) |", "| mims_patchcls (tiny) |", "| mi_pre (not run) |", "| *random* (reference) |",
+                "| *central* (reference) |"):
+        assert row in page
+    assert ("hit@1 | hit@3 | pointing game (layer, 0 px) | pointing game (layer, 1 px) | pointing game (input, 0 px) | "
+            "pointing game (input, 1 px) | heatmap AUROC (layer) | heatmap AUROC (input) |") in page
+    header = next(line for line in page.splitlines() if line.startswith("| method"))
+    assert all(line.count("|") == header.count("|") for line in page.splitlines() if line.startswith("| "))
+    assert "## Notes\n\nA note." in page
+    assert "python scripts/compare_methods.py --dataset-name tiny (test)" in page
+
+
+def test_compact_json_round_trip(el):
+    value = {"a": [1, 2.5, -3e-05, True, None], "b": {"c": [[1, 2], [3]], "d": ["x  y", "z"]},
+             "h": {"1": True, "3": False}, "p": {"layer": {"0": 0.5, "4": 1.0}}, "e": [], "q": {"a,b": 1}}
+    text = el.compact_json(value)
+    assert json.loads(text) == value
+    assert '"a": [1, 2.5, -3e-05, true, null]' in text and '"layer": {"0": 0.5, "4": 1.0}' in text
+    with pytest.raises(ValueError):
+        el.compact_json({"x": float("nan")})
