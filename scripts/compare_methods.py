@@ -79,7 +79,7 @@ REFERENCE_METHOD = "mi_pre_conv"
 #: config ids this script sets for every run; ``--override`` may not set them
 MANAGED_KEYS = (
     "seed", "datalist", "run_dir", "ckpt_path", "output_dir", "bundle_root", "experiment_name", "run_name",
-    "tracking_uri",
+    "tracking_uri", "num_overlay_cases",
 )
 RESULT_FILE = "result.json"
 NOT_RUN = "not run"
@@ -295,6 +295,8 @@ def run_overrides(settings: Settings, spec: MethodSpec, seed: int) -> dict[str, 
         "bundle_root": str(REPO),
         "experiment_name": settings.experiment,
         "run_name": f"{spec.slug}_seed{seed}",
+        # no validation heatmap montages: they are logging, not training, and would enter the cost numbers
+        "num_overlay_cases": 0,
     }
 
 

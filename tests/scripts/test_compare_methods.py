@@ -188,7 +188,7 @@ def test_run_spec_orders_configs_and_overrides(cm, tmp_path, datalist):
     assert run["overrides"] == {
         "top_k": 3, "epochs": 2, "seed": 4, "datalist": str(datalist), "run_dir": str(folder / "run"),
         "ckpt_path": str(folder / "model.pt"), "output_dir": str(folder), "bundle_root": str(COMPARE_REPO),
-        "experiment_name": "compare_demo", "run_name": "mims_cnn__top_k-3_seed4",
+        "experiment_name": "compare_demo", "run_name": "mims_cnn__top_k-3_seed4", "num_overlay_cases": 0,
     }
     assert run["tracking_db"] == str(tmp_path / "runs" / "demo" / "mlruns.db")
 
