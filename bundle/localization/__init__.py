@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from .grad_input import INPUT_LAYER, GradientTimesInput, default_layer
+from .metrics import heatmap_auroc, key_slice_hit, pointing_game_hit
 from .overlay import DEFAULT_COLORMAP, montage, overlay_heatmap, save_png
 from .provenance import TopKProvenance, decode_feature_index, key_slices, slice_scores, target_margin
 from .writer import LocalizationWriter, ValidationOverlayLogger, as_bool, heatmap_volume, localize_case
@@ -19,11 +20,14 @@ __all__ = [
     "as_bool",
     "decode_feature_index",
     "default_layer",
+    "heatmap_auroc",
     "heatmap_volume",
+    "key_slice_hit",
     "key_slices",
     "localize_case",
     "montage",
     "overlay_heatmap",
+    "pointing_game_hit",
     "save_png",
     "slice_scores",
     "target_margin",
