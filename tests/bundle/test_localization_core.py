@@ -163,3 +163,27 @@ def test_key_slices_rank_and_skip_padding():
         {"slice": 10, "position": 0, "score": 0.1},
         {"slice": 12, "position": 2, "score": -0.2},
     ]]
+
+
+@pytest.mark.parametrize("name", sorted(__import__("bundle.methods", fromlist=["METHODS"]).METHODS))
+def test_every_method_network_gets_heatmaps_and_key_slices(name):
+    import json
+
+    from monai.bundle import ConfigParser
+
+    from bundle.methods import method_config
+    from bundle_testing import CONFIGS, TINY
+
+    parser = ConfigParser()
+    parser.read_config([str(CONFIGS / "common.json"), str(method_config(name))])
+    parser.update({**TINY, "num_classes": 2})
+    net = parser.get_parsed_content("network_def")
+    x = torch.rand(2, 3, 1, 32, 48)
+    mask = torch.tensor([[True, True, True], [True, True, False]])
+    heatmaps, logits = GradientTimesInput(net)(x, mask)
+    assert heatmaps.shape == (2, 3, 32, 48) and logits.shape == (2, 2)
+    assert float(heatmaps.min()) >= 0 and float(heatmaps.max()) <= 255 and float(heatmaps[1, 2].abs().sum()) == 0
+    scores, _ = slice_scores(net, x, mask)
+    ranked = key_slices(scores, top=2)
+    assert [len(r) for r in ranked] == [2, 2] and all(k["position"] < 2 for k in ranked[1])
+    assert json.loads(json.dumps(ranked)) == ranked
