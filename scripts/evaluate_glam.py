@@ -52,6 +52,7 @@ __all__ = [
     "pixel_auroc",
     "pointing_game",
     "score_map",
+    "shortcut_auroc",
 ]
 
 REPO = Path(__file__).resolve().parents[1]
@@ -331,6 +332,26 @@ def evaluate(args: argparse.Namespace, datalist: Path, ckpt: Path) -> tuple[dict
     return metrics, network, preprocessing
 
 
+def shortcut_auroc(preprocessing: Any, datalist: Path) -> float:
+    """AUROC of the mean intensity of the preprocessed (min-max scaled) test images as a lesion score.
+
+    A value far from 0.5 means the label can be read off a global statistic without finding any lesion;
+    the classifier may then be right for the wrong reason and its heatmaps need not point at lesions.
+    """
+    import torch
+
+    from bundle.datalist import load_datalist
+
+    items = load_datalist(datalist, "test", 2)
+    means = [float(torch.as_tensor(preprocessing({"image": d["image"]})["image"]).mean()) for d in items]
+    labels = np.array([int(d["label"]) for d in items])
+    pos, neg = np.asarray(means)[labels == LESION_CLASS], np.sort(np.asarray(means)[labels != LESION_CLASS])
+    if pos.size == 0 or neg.size == 0:
+        return float("nan")
+    below = np.searchsorted(neg, pos, side="left")
+    return float((below + 0.5 * (np.searchsorted(neg, pos, side="right") - below)).sum() / (pos.size * neg.size))
+
+
 @dataclass
 class Setting:
     """One GLAM-style configuration: square windows of ``window`` px, ``num_windows`` of them, a fusion rule."""
@@ -576,7 +597,9 @@ def render_report(ctx: dict[str, Any]) -> str:
         "",
         f"Classification, test split ({ctx['num_test']} images, `configs/evaluate.json`): "
         f"**AUROC {ctx['test_auroc']:.3f}**, "
-        f"accuracy {ctx['test_accuracy']:.3f}. {ctx['validation_text']}",
+        f"accuracy {ctx['test_accuracy']:.3f}. {ctx['validation_text']} Shortcut check: the mean intensity of the "
+        f"scaled test images alone, used as a lesion score, has AUROC {ctx['shortcut_auroc']:.3f} (0.5 = no "
+        "image-level shortcut).",
         "",
         f"Localization on the {n} positive test images:",
         "",
@@ -707,6 +730,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "tolerance": args.tolerance,
         "test_auroc": float(metrics["auroc"]),
         "test_accuracy": float(metrics.get("accuracy", float("nan"))),
+        "shortcut_auroc": shortcut_auroc(preprocessing, datalist),
         "rows": rows,
         "main_name": settings[0].name,
         "comparison_text": comparison_text(rows, settings[0].name, len(results)),

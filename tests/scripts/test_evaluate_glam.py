@@ -114,7 +114,7 @@ def test_tiny_end_to_end_then_reuse_checkpoint(script, tmp_path):
     assert (tmp_path / "docs" / "glam.png").stat().st_size > 0 and "![examples](glam.png)" in page
     for text in ("| plain heatmap (global pass) |", "GLAM-style fused (geometric), 1 x 48 px window",
                  "GLAM-style fused (mean), 1 x 48 px window", "GLAM-style fused (geometric), 1 x 32 px window",
-                 "## Timings", "tiny run", "AUROC"):
+                 "## Timings", "tiny run", "AUROC", "Shortcut check"):
         assert text in page
     record = json.loads((tmp_path / "work" / "glam_results.json").read_text())
     positives = sum(e["label"] for e in json.loads((tmp_path / "data" / "datalist.json").read_text())["test"])
