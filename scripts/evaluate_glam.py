@@ -47,6 +47,7 @@ __all__ = [
     "MapScores",
     "average_precision",
     "build_parser",
+    "command_lines",
     "main",
     "peak_distances",
     "pixel_auroc",
@@ -513,6 +514,11 @@ def make_figure(examples: Sequence[dict[str, Any]], path: Path, main_name: str) 
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
     plt.close(fig)
+    from PIL import Image
+
+    with Image.open(path) as img:  # 256 colours: about 40 % smaller, no visible change
+        quantized = img.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+    quantized.save(path, optimize=True)
 
 
 def machine_text() -> str:
@@ -646,6 +652,20 @@ def comparison_text(rows: Sequence[dict[str, Any]], main_name: str, n: int) -> s
     )
 
 
+def command_lines(argv: Sequence[str]) -> list[str]:
+    """The command of this run for the page; ``--note`` texts (printed in the Notes section) become variables."""
+    words, notes = [], []
+    it = iter(argv)
+    for word in it:
+        if word == "--note" or word.startswith("--note="):
+            notes.append(word.split("=", 1)[1] if "=" in word else next(it, ""))
+            words.append(f'--note "$NOTE{len(notes)}"')
+        else:
+            words.append(shlex.quote(word))
+    lines = [f"# NOTE1 ... NOTE{len(notes)}: the paragraphs of the Notes section, in order"] if notes else []
+    return lines + [f"nice -n 19 .venv/bin/python scripts/evaluate_glam.py {' '.join(words)}".rstrip()]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line interface; returns 0 on success, 1 for invalid arguments."""
     args = build_parser().parse_args(argv)
@@ -673,10 +693,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     data = json.loads(datalist.read_text(encoding="utf-8"))
     gen = data.get("generator", {})
     layer = args.layer or default_layer(network)
-    feature = network.feature_map_sizes(*args.image_size)[0] if hasattr(network, "feature_map_sizes") else "?"
+    # the layer's own map is the largest branch (MSConv's resized copies and pyramid levels are smaller)
+    sizes = network.feature_map_sizes(*args.image_size) if hasattr(network, "feature_map_sizes") else []
+    feature = max(sizes, key=lambda hw: hw[0] * hw[1]) if sizes and args.layer is None else "?"
     full_size = "x".join(map(str, gen.get("size", args.size)))
-    argv_text = " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
-    commands = [f"nice -n 19 .venv/bin/python scripts/evaluate_glam.py {argv_text}".rstrip()]
+    commands = command_lines(sys.argv[1:] if argv is None else list(argv))
     if trained is None:
         training_text = f"checkpoint `{_display_path(args.ckpt)}` reused (not trained by this run)."
         validation_text = ""

@@ -127,3 +127,13 @@ def test_tiny_end_to_end_then_reuse_checkpoint(script, tmp_path):
     assert script.main([*common, "--ckpt", str(ckpt), "--report", str(tmp_path / "again.md")]) == 0
     again = (tmp_path / "again.md").read_text()
     assert "reused (not trained by this run)" in again and "data generation" not in again
+
+
+def test_command_lines_replace_notes_by_variables(script):
+    lines = script.command_lines(["--epochs", "2", "--note", "first, it's long", "--note=second", "--data", "a b"])
+    assert lines == [
+        "# NOTE1 ... NOTE2: the paragraphs of the Notes section, in order",
+        "nice -n 19 .venv/bin/python scripts/evaluate_glam.py --epochs 2 --note \"$NOTE1\" --note \"$NOTE2\" "
+        "--data 'a b'",
+    ]
+    assert script.command_lines([]) == ["nice -n 19 .venv/bin/python scripts/evaluate_glam.py"]
