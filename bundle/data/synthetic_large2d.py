@@ -38,9 +38,9 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm.auto import tqdm
 
-from bundle.data.datalist_writer import DATALIST_SPLITS, check_output_paths, remove_owned_files, write_datalist
+from bundle.data.datalist_writer import write_datalist
+from bundle.data.labelled_cases import check_counts, write_labelled_cases
 from bundle.data.synthetic_oct import _pair, _smooth_noise
 
 __all__ = [
@@ -271,11 +271,6 @@ def generate_case(
     return case.image, case.mask
 
 
-def _split_labels(rng: np.random.Generator, n: int, positive_fraction: float) -> np.ndarray:
-    n_pos = int(round(n * positive_fraction))
-    return rng.permutation(np.array([1] * n_pos + [0] * (n - n_pos), dtype=np.int64))
-
-
 def to_uint8(image: np.ndarray) -> np.ndarray:
     """The 8-bit grey values written to the PNG: ``round(255 * image)``."""
     return np.round(255.0 * image).astype(np.uint8)
@@ -329,37 +324,18 @@ def make_synthetic_large2d_dataset(
         ValueError: for negative counts, an empty dataset, ``positive_fraction`` outside
             ``[0, 1]`` or an invalid ``size``.
     """
-    counts = {"training": int(num_train), "validation": int(num_val), "test": int(num_test)}
-    if any(n < 0 for n in counts.values()) or sum(counts.values()) == 0:
-        raise ValueError(f"num_train, num_val, num_test must be >= 0 and not all 0, got {counts}.")
-    if not 0.0 <= positive_fraction <= 1.0:
-        raise ValueError(f"positive_fraction must lie in [0, 1], got {positive_fraction}.")
+    counts = check_counts(num_train, num_val, num_test, positive_fraction)
     size = _check_size(size)
     cfg = config if config is not None else SyntheticLarge2DConfig()
 
-    out_dir = Path(out_dir)
-    images_dir, masks_dir, datalist_path = out_dir / "images", out_dir / "masks", out_dir / "datalist.json"
-    if check_output_paths([datalist_path, images_dir, masks_dir], overwrite):
-        datalist_path.unlink(missing_ok=True)
-        for folder in (images_dir, masks_dir):
-            remove_owned_files(folder, ["case_*.png"])
-    images_dir.mkdir(parents=True, exist_ok=True)
-    masks_dir.mkdir(parents=True, exist_ok=True)
+    def save(image: np.ndarray, mask: np.ndarray, image_path: Path, mask_path: Path) -> None:
+        Image.fromarray(to_uint8(image)).save(image_path)
+        Image.fromarray(mask).save(mask_path)
 
-    label_seq, case_seq = np.random.SeedSequence(seed).spawn(2)
-    label_rng = np.random.default_rng(label_seq)
-    labels = np.concatenate([_split_labels(label_rng, n, positive_fraction) for n in counts.values()])
-    case_rngs = [np.random.default_rng(s) for s in case_seq.spawn(len(labels))]
-
-    splits: dict[str, list[dict]] = {key: [] for key in DATALIST_SPLITS}
-    keys = [key for key in DATALIST_SPLITS for _ in range(counts[key])]
-    for index in tqdm(range(len(labels)), desc="synthetic large 2D", unit="img", disable=not progress):
-        label = int(labels[index])
-        image, mask = generate_case(case_rngs[index], positive=bool(label), size=size, config=cfg)
-        name = f"case_{index:04d}.png"
-        Image.fromarray(to_uint8(image)).save(images_dir / name)
-        Image.fromarray(mask).save(masks_dir / name)
-        splits[keys[index]].append({"image": f"images/{name}", "label": label, "mask": f"masks/{name}"})
+    datalist_path, splits = write_labelled_cases(
+        Path(out_dir), counts, positive_fraction, seed, overwrite, progress, ".png",
+        lambda rng, positive: generate_case(rng, positive=positive, size=size, config=cfg), save, "synthetic large 2D",
+    )
 
     h, w = size
     return write_datalist(

@@ -34,9 +34,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
-from bundle.data.datalist_writer import DATALIST_SPLITS, check_output_paths, remove_owned_files, write_datalist
+from bundle.data.datalist_writer import write_datalist
+from bundle.data.labelled_cases import check_counts, write_labelled_cases
 from bundle.data.nifti_io import save_nifti
 
 __all__ = [
@@ -397,11 +397,6 @@ def generate_case(
     return case.image, case.mask
 
 
-def _split_labels(rng: np.random.Generator, n: int, positive_fraction: float) -> np.ndarray:
-    n_pos = int(round(n * positive_fraction))
-    return rng.permutation(np.array([1] * n_pos + [0] * (n - n_pos), dtype=np.int64))
-
-
 def make_synthetic_oct_dataset(
     out_dir: str | os.PathLike,
     num_train: int = 160,
@@ -450,37 +445,18 @@ def make_synthetic_oct_dataset(
         ValueError: for negative counts, an empty dataset, ``positive_fraction`` outside
             ``[0, 1]`` or an invalid ``shape``.
     """
-    counts = {"training": int(num_train), "validation": int(num_val), "test": int(num_test)}
-    if any(n < 0 for n in counts.values()) or sum(counts.values()) == 0:
-        raise ValueError(f"num_train, num_val, num_test must be >= 0 and not all 0, got {counts}.")
-    if not 0.0 <= positive_fraction <= 1.0:
-        raise ValueError(f"positive_fraction must lie in [0, 1], got {positive_fraction}.")
+    counts = check_counts(num_train, num_val, num_test, positive_fraction)
     shape = _check_shape(shape)
     cfg = config if config is not None else SyntheticOCTConfig()
 
-    out_dir = Path(out_dir)
-    images_dir, masks_dir, datalist_path = out_dir / "images", out_dir / "masks", out_dir / "datalist.json"
-    if check_output_paths([datalist_path, images_dir, masks_dir], overwrite):
-        datalist_path.unlink(missing_ok=True)
-        for folder in (images_dir, masks_dir):
-            remove_owned_files(folder, ["case_*.nii.gz"])
-    images_dir.mkdir(parents=True, exist_ok=True)
-    masks_dir.mkdir(parents=True, exist_ok=True)
+    def save(image: np.ndarray, mask: np.ndarray, image_path: Path, mask_path: Path) -> None:
+        save_nifti(image, image_path)
+        save_nifti(mask, mask_path)
 
-    label_seq, case_seq = np.random.SeedSequence(seed).spawn(2)
-    label_rng = np.random.default_rng(label_seq)
-    labels = np.concatenate([_split_labels(label_rng, n, positive_fraction) for n in counts.values()])
-    case_rngs = [np.random.default_rng(s) for s in case_seq.spawn(len(labels))]
-
-    splits: dict[str, list[dict]] = {key: [] for key in DATALIST_SPLITS}
-    keys = [key for key in DATALIST_SPLITS for _ in range(counts[key])]
-    for index in tqdm(range(len(labels)), desc="synthetic OCT", unit="vol", disable=not progress):
-        label = int(labels[index])
-        image, mask = generate_case(case_rngs[index], positive=bool(label), shape=shape, config=cfg)
-        name = f"case_{index:04d}.nii.gz"
-        save_nifti(image, images_dir / name)
-        save_nifti(mask, masks_dir / name)
-        splits[keys[index]].append({"image": f"images/{name}", "label": label, "mask": f"masks/{name}"})
+    datalist_path, splits = write_labelled_cases(
+        Path(out_dir), counts, positive_fraction, seed, overwrite, progress, ".nii.gz",
+        lambda rng, positive: generate_case(rng, positive=positive, shape=shape, config=cfg), save, "synthetic OCT",
+    )
 
     h, w, d = shape
     return write_datalist(
