@@ -97,7 +97,7 @@ def run_demo(argv: list[str] | None = None) -> dict:
     )
     print(f"best checkpoint:      {out_root / 'models' / 'model.pt'}")
     if runs:
-        print(f"this run's folder:    {runs[-1]} (best model.pt, resumable checkpoint_*.pt)")
+        print(f"this run's folder:    {runs[-1]} (best model.pt, resumable checkpoint_*.pt, overlays/: validation heatmap montages per epoch)")
     print(f"metrics, predictions: {metrics_path}, {out_root / 'eval' / 'predictions.csv'}")
     if tracking:
         db = out_root / "eval" / "mlruns.db"
