@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from .glam import GlobalLocalSaliency
 from .grad_input import INPUT_LAYER, GradientTimesInput, default_layer
 from .metrics import heatmap_auroc, key_slice_hit, pointing_game_hit
 from .overlay import DEFAULT_COLORMAP, montage, overlay_heatmap, save_png
@@ -13,6 +14,7 @@ from .writer import LocalizationWriter, ValidationOverlayLogger, as_bool, heatma
 __all__ = [
     "DEFAULT_COLORMAP",
     "INPUT_LAYER",
+    "GlobalLocalSaliency",
     "GradientTimesInput",
     "LocalizationWriter",
     "TopKProvenance",
