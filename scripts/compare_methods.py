@@ -51,6 +51,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from script_support import display_path, machine_info
+
 __all__ = [
     "MethodSpec",
     "build_parser",
@@ -255,15 +257,6 @@ class Settings:
     @property
     def tracking_db(self) -> Path:
         return self.dataset_dir / "mlruns.db"
-
-
-def display_path(path: Path) -> str:
-    """``path`` relative to the repository when inside it, else absolute."""
-    path = Path(path).resolve()
-    try:
-        return str(path.relative_to(REPO))
-    except ValueError:
-        return str(path)
 
 
 def settings_key(settings: Settings) -> dict[str, Any]:
@@ -619,23 +612,6 @@ def worker_main(spec_path: str | os.PathLike) -> int:
 
 
 # ------------------------------------------------------------------------------------- running the runs
-
-
-def machine_info() -> dict[str, Any]:
-    """CPU model and core counts of this machine (no torch needed)."""
-    cpu = None
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.lower().startswith("model name")), None)
-    except OSError:
-        pass
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {
-        "cpu": cpu or platform.processor() or platform.machine() or "unknown CPU",
-        "logical_cores": os.cpu_count(),
-        "usable_cores": usable,
-        "platform": platform.platform(),
-    }
 
 
 def _elapsed(seconds: float) -> str:

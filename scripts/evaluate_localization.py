@@ -44,6 +44,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from script_support import display_path, machine_info
+
 __all__ = [
     "DEFAULT_METHODS",
     "RunInfo",
@@ -314,7 +316,7 @@ def evaluate_method(
         probability = float(torch.softmax(logits[0].float(), dim=0)[settings.target_class])
         metrics.update({
             "case": _case_name(entry),
-            "image": _display_path(entry["image"]),
+            "image": display_path(entry["image"]),
             "probability": round(probability, 6),
             "predicted_positive": int(logits[0].argmax()) == settings.target_class,
             "lesion_slices": [int(indices[p]) for p in metrics["lesion_positions"]],
@@ -326,8 +328,8 @@ def evaluate_method(
     return {
         "method": run.method,
         "display_name": run.display_name,
-        "run_folder": _display_path(run.folder),
-        "configs": [_display_path(p) for p in run.configs],
+        "run_folder": display_path(run.folder),
+        "configs": [display_path(p) for p in run.configs],
         "overrides": {k: v for k, v in run.overrides.items() if k not in _PATH_KEYS},
         "test_auroc": run.result.get("test", {}).get("auroc"),
         "layers": {"layer": layer, "input": INPUT_LAYER} if "layer" in explainers else {"input": INPUT_LAYER},
@@ -396,14 +398,6 @@ _PATH_KEYS = ("datalist", "run_dir", "ckpt_path", "output_dir", "bundle_root", "
               "run_name")
 
 
-def _display_path(path: Path | str) -> str:
-    path = Path(path).resolve()
-    try:
-        return str(path.relative_to(REPO))
-    except ValueError:
-        return str(path)
-
-
 def _preprocessing_summary(parser: Any) -> dict[str, Any]:
     keys = ("image_size", "eval_num_slices", "slice_axis", "in_channels")
     return {k: parser.get_parsed_content(k) for k in keys if k in parser}
@@ -438,14 +432,8 @@ def _row(label: str, summary: Mapping[str, Any] | None, tops: Sequence[int], tol
 
 
 def _machine() -> str:
-    cpu = None
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.lower().startswith("model name")), None)
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{cpu or platform.processor() or platform.machine()}, {cores} usable cores, {platform.system()}"
+    m = machine_info()
+    return f"{m['cpu']}, {m['usable_cores']} usable cores, {m['system']}"
 
 
 def _versions() -> dict[str, str]:
@@ -737,7 +725,7 @@ def run(settings: Settings) -> dict[str, Any]:
         if r is None:
             by_method[method] = None
             continue
-        print(f"[{index}/{len(settings.methods)}] {method}: {_display_path(r.folder)}", flush=True)
+        print(f"[{index}/{len(settings.methods)}] {method}: {display_path(r.folder)}", flush=True)
         result = evaluate_method(r, cases, settings, log)
         result["training_command"] = r.result.get("command")
         by_method[method] = result
@@ -758,8 +746,8 @@ def run(settings: Settings) -> dict[str, Any]:
         "versions": _versions(),
         "command": settings.command,
         "settings": {
-            "run_root": _display_path(settings.run_root), "methods": settings.methods, "seed": settings.seed,
-            "datalist": _display_path(datalist), "split": settings.split, "target_class": settings.target_class,
+            "run_root": display_path(settings.run_root), "methods": settings.methods, "seed": settings.seed,
+            "datalist": display_path(datalist), "split": settings.split, "target_class": settings.target_class,
             "class_name": class_names[settings.target_class] if class_names else None,
             "tops": settings.tops, "tolerance_px": settings.tolerances, "baseline_seed": settings.baseline_seed,
             "max_cases": settings.max_cases,
@@ -769,7 +757,7 @@ def run(settings: Settings) -> dict[str, Any]:
         "num_split": num_split,
         "methods": by_method,
         "references": references,
-        "json": _display_path(json_path),
+        "json": display_path(json_path),
         "notes": settings.notes.read_text(encoding="utf-8") if settings.notes else None,
         "seconds": time.perf_counter() - started,
     }

@@ -1,12 +1,18 @@
 # Copyright (c) 2026 MIMS-CNN bundle contributors
 # Licensed under the Apache License, Version 2.0 (see LICENSE at the repository root).
-"""Fixtures shared by the test folders: a tiny synthetic dataset."""
+"""Fixtures shared by the test folders: a tiny synthetic dataset. Also puts ``scripts/`` on ``sys.path``,
+as running ``python scripts/<name>.py`` does, so scripts loaded from their files find ``script_support``."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
+
+SCRIPTS_DIR = str(Path(__file__).resolve().parents[1] / "scripts")
+if SCRIPTS_DIR not in sys.path:
+    sys.path.insert(0, SCRIPTS_DIR)
 
 
 @pytest.fixture(scope="session")

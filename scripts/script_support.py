@@ -1,0 +1,46 @@
+# Copyright (c) 2026 MIMS-CNN bundle contributors
+# Licensed under the Apache License, Version 2.0 (see LICENSE at the repository root).
+"""Small helpers the report-writing scripts share (no torch, no MONAI: cheap to import).
+
+The scripts run as ``python scripts/<name>.py``, so this folder is on ``sys.path`` and they import it as
+``script_support``; the tests put the folder on ``sys.path`` in ``tests/conftest.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+__all__ = ["REPO", "display_path", "machine_info"]
+
+#: the repository (bundle) root
+REPO = Path(__file__).resolve().parents[1]
+
+
+def display_path(path: str | os.PathLike) -> str:
+    """``path`` relative to the repository when inside it, else absolute."""
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU model (``/proc/cpuinfo``, else what ``platform`` knows), core counts, OS and platform of this machine."""
+    cpu = None
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.lower().startswith("model name")), None)
+    except OSError:
+        pass
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {
+        "cpu": cpu or platform.processor() or platform.machine() or "unknown CPU",
+        "logical_cores": os.cpu_count(),
+        "usable_cores": usable,
+        "platform": platform.platform(),
+        "system": platform.system(),
+    }
