@@ -27,6 +27,7 @@ from .nets import (
     MIPreTrident,
     ResNet34Scratch,
     ResNetBackbone,
+    VolumeAsBag,
 )
 
 __all__ = [
@@ -50,4 +51,5 @@ __all__ = [
     "ResNetBackbone",
     "TopKPool",
     "TridentConv",
+    "VolumeAsBag",
 ]

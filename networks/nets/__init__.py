@@ -7,6 +7,7 @@ from .backbone import RESNET_LAYOUTS, ResNetBackbone
 from .baselines import FeatPyra, MIPre, MIPreConv, MIPreTrident, ResNet34Scratch
 from .mil_net import INSTANCE_AGGREGATIONS, POOLINGS, MILNet
 from .mims_cnn import MIMSCNN
+from .volume_as_bag import VolumeAsBag
 
 __all__ = [
     "INSTANCE_AGGREGATIONS",
@@ -20,4 +21,5 @@ __all__ = [
     "MIPreTrident",
     "ResNet34Scratch",
     "ResNetBackbone",
+    "VolumeAsBag",
 ]
