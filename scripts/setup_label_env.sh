@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Create (or reuse) .venv-label: the environment of the MONAI Label app (scripts/monai_label_app).
+#
+# MONAI Label 0.8.5 imports torchvision, and the only torch/torchvision pair on hand that import
+# together is torch 2.14.1 + torchvision 0.29.1, so this environment is separate from .venv
+# (torch 2.13.0). Order matters: torch and torchvision first, then monailabel and this bundle with
+# torch held by a constraint, so that no later step replaces torch.
+#
+#   bash scripts/setup_label_env.sh     # idempotent: seconds when nothing changed
+#
+#   PYTHON   interpreter used to create .venv-label (default: python3)
+#   FORCE=1  re-run the pip steps even when the environment is up to date
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+PYTHON="${PYTHON:-python3}"
+VENV=.venv-label
+TORCH_VERSION=2.14.1
+TORCHVISION_VERSION=0.29.1
+MONAILABEL_VERSION=0.8.5
+# monailabel 0.8.5 breaks with pydicom 3 and the newest dicomweb-client / pynetdicom releases
+PINS=("pydicom<3" "dicomweb-client<0.60" "pynetdicom<3")
+py="$VENV/bin/python"
+stamp="$VENV/.mims_label_setup"
+# the environment is up to date when this script and pyproject.toml are unchanged since the last run
+want="$(cat "${BASH_SOURCE[0]}" pyproject.toml | sha256sum | cut -d' ' -f1)"
+start=$SECONDS
+
+check() {
+    "$py" - <<'PY'
+import importlib.metadata as md
+import monai, torch, torchvision, monailabel  # noqa: F401  (import check)
+import networks, transforms, bundle  # noqa: F401  (this bundle's code)
+names = ("monailabel", "monai", "torch", "torchvision", "pytorch-ignite", "fastapi", "pydicom", "numpy")
+print("[setup-label] ready: " + ", ".join(f"{n} {md.version(n)}" for n in names))
+PY
+}
+
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ "${FORCE:-0}" != 1 ] && check 2>/dev/null; then
+    echo "[setup-label] $VENV is up to date (delete $stamp or set FORCE=1 to reinstall) [$((SECONDS - start)) s]"
+    exit 0
+fi
+rm -f "$stamp"
+if [ ! -x "$py" ]; then
+    echo "[setup-label] creating $VENV with $("$PYTHON" --version)"
+    "$PYTHON" -m venv "$VENV"
+fi
+# this machine's pip configuration prints one "WARNING: Location ..." line per package: hidden
+pip_install() { "$py" -m pip install --quiet --disable-pip-version-check "$@" 2> >(grep -v "^WARNING: Location" >&2); }
+have() { "$py" -c "import importlib.metadata as m, sys; sys.exit(m.version('$1').split('+')[0] != '$2')" 2>/dev/null; }
+
+if have torch "$TORCH_VERSION" && have torchvision "$TORCHVISION_VERSION"; then
+    echo "[setup-label] torch $TORCH_VERSION and torchvision $TORCHVISION_VERSION already installed"
+else
+    echo "[setup-label] installing torch==$TORCH_VERSION torchvision==$TORCHVISION_VERSION (large download/unpack)"
+    pip_install "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION"
+fi
+constraints="$(mktemp)"
+trap 'rm -f "$constraints"' EXIT
+printf 'torch==%s\ntorchvision==%s\n' "$TORCH_VERSION" "$TORCHVISION_VERSION" >"$constraints"
+echo "[setup-label] installing monailabel==$MONAILABEL_VERSION ${PINS[*]} and this bundle (pip install -e .) with torch held"
+pip_install -c "$constraints" "monailabel==$MONAILABEL_VERSION" "${PINS[@]}" -e .
+check
+echo "$want" >"$stamp"
+echo "[setup-label] done in $((SECONDS - start)) s"
