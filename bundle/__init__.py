@@ -11,4 +11,14 @@ from __future__ import annotations
 
 from . import collate, datalist, handlers, inferers, localization, methods, metrics, optim, prepare_batch
 
-__all__ = ["collate", "datalist", "handlers", "inferers", "localization", "methods", "metrics", "optim", "prepare_batch"]
+__all__ = [
+    "collate",
+    "datalist",
+    "handlers",
+    "inferers",
+    "localization",
+    "methods",
+    "metrics",
+    "optim",
+    "prepare_batch",
+]

@@ -1,10 +1,11 @@
 # Copyright (c) 2026 MIMS-CNN bundle contributors
 # Licensed under the Apache License, Version 2.0 (see LICENSE at the repository root).
-"""The methods of the bundle: one config overlay each under ``configs/methods/``.
+r"""The methods of the bundle: one config overlay each under ``configs/methods/``.
 
 A method is selected by appending its overlay to the config files, e.g.::
 
-    python -m monai.bundle run --config_file "['configs/common.json','configs/train.json','configs/methods/mi_pre_conv.json']"
+    python -m monai.bundle run \
+        --config_file "['configs/common.json','configs/train.json','configs/methods/mi_pre_conv.json']"
 
 :data:`METHODS` maps each name to the paper's name for it; :func:`method_config` turns a name into the
 overlay path and rejects unknown names with the list of valid ones.

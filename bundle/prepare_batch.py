@@ -36,7 +36,11 @@ class PrepareBagBatch(PrepareBatchExtraInput):
         super().__init__(extra_keys={"mask": mask_key})
 
     def __call__(
-        self, batchdata: dict[str, torch.Tensor], device: str | torch.device | None = None, non_blocking: bool = False, **kwargs: Any
+        self,
+        batchdata: dict[str, torch.Tensor],
+        device: str | torch.device | None = None,
+        non_blocking: bool = False,
+        **kwargs: Any,
     ) -> tuple[torch.Tensor, torch.Tensor, tuple, dict]:
         image, label, args, extra = super().__call__(batchdata, device, non_blocking, **kwargs)
         return plain_tensor(image), plain_tensor(label), args, {k: plain_tensor(v) for k, v in extra.items()}

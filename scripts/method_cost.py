@@ -143,7 +143,7 @@ def render(rows: list[dict[str, Any]], args: argparse.Namespace, command: str, c
         f"torch threads per worker: {rows[0]['torch_threads'] if rows else '–'}",
         f"- Versions: {cm._installed_versions()}",
         f"- Command: `{command}`",
-        f"- Each method: configs/common.json + configs/methods/<method>.json"
+        "- Each method: configs/common.json + configs/methods/<method>.json"
         + (f" + overrides {', '.join(args.override)}" if args.override else "")
         + f"; one batch of {args.batch_size} bags x {args.bag_size} slices of {args.image_size[0]} x "
         f"{args.image_size[1]} pixels; {args.warmup} untimed then {args.steps} timed training steps (forward, "

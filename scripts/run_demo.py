@@ -57,10 +57,16 @@ def run_demo(argv: list[str] | None = None) -> dict:
         default=str(ROOT),
         help="folder for everything the demo writes: data/, runs/, models/, eval/ (default: the repository root)",
     )
-    parser.add_argument("--data-dir", default="data/synthetic_oct", help="where the demo volumes are written (relative to --bundle-root)")
+    parser.add_argument(
+        "--data-dir",
+        default="data/synthetic_oct",
+        help="where the demo volumes are written (relative to --bundle-root)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the data generator")
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: configs/train.json)")
-    parser.add_argument("--num-train", type=int, default=None, help="training volumes to generate (default: the generator's)")
+    parser.add_argument(
+        "--num-train", type=int, default=None, help="training volumes to generate (default: the generator's)"
+    )
     parser.add_argument("--no-tracking", action="store_true", help="do not track the runs in MLflow")
     parser.add_argument("--regenerate", action="store_true", help="regenerate the demo data even if it exists")
     args = parser.parse_args(argv)
@@ -97,7 +103,10 @@ def run_demo(argv: list[str] | None = None) -> dict:
     )
     print(f"best checkpoint:      {out_root / 'models' / 'model.pt'}")
     if runs:
-        print(f"this run's folder:    {runs[-1]} (best model.pt, resumable checkpoint_*.pt, overlays/: validation heatmap montages per epoch)")
+        print(
+            f"this run's folder:    {runs[-1]} (best model.pt, resumable checkpoint_*.pt, "
+            "overlays/: validation heatmap montages per epoch)"
+        )
     print(f"metrics, predictions: {metrics_path}, {out_root / 'eval' / 'predictions.csv'}")
     if tracking:
         db = out_root / "eval" / "mlruns.db"

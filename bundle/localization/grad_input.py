@@ -78,7 +78,10 @@ class GradientTimesInput:
         self.module = None if self.layer == INPUT_LAYER else modules[self.layer]
 
     def attributions(
-        self, x: torch.Tensor, mask: torch.Tensor | None = None, class_index: int | Sequence[int] | torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        class_index: int | Sequence[int] | torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, int]]]:
         """Raw maps ``T`` (step 1).
 
@@ -159,7 +162,10 @@ class GradientTimesInput:
         return torch.round(255.0 * t / torch.where(peak > 0, peak, torch.ones_like(peak)))
 
     def __call__(
-        self, x: torch.Tensor, mask: torch.Tensor | None = None, class_index: int | Sequence[int] | torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        class_index: int | Sequence[int] | torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Heatmaps ``P*`` of the class of interest.
 

@@ -47,7 +47,9 @@ class IdentityHead(nn.Module):
             ``[x]``.
         """
         if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"IdentityHead expects x of shape [M, {self.in_channels}, h, w], got shape {list(x.shape)}.")
+            raise ValueError(
+                f"IdentityHead expects x of shape [M, {self.in_channels}, h, w], got shape {list(x.shape)}."
+            )
         return [x]
 
     def extra_repr(self) -> str:

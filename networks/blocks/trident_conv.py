@@ -93,7 +93,9 @@ class TridentConv(nn.Module):
             one tensor per dilation, in the order of ``dilations``, each ``[M, out_channels, h, w]``.
         """
         if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"TridentConv expects x of shape [M, {self.in_channels}, h, w], got shape {list(x.shape)}.")
+            raise ValueError(
+                f"TridentConv expects x of shape [M, {self.in_channels}, h, w], got shape {list(x.shape)}."
+            )
         outputs: List[torch.Tensor] = []
         for i, d in enumerate(self.dilations):
             padded = F.pad(x, self.paddings[i], mode="constant", value=0.0)

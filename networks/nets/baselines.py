@@ -198,7 +198,11 @@ class FeatPyra(MILNet):
         if isinstance(feature_stage, bool) or not isinstance(feature_stage, int) or feature_stage < 2:
             raise ValueError(f"FeatPyra needs feature_stage >= 2 (two stages to combine), got {feature_stage!r}.")
         backbone = ResNetBackbone(
-            in_channels, backbone_depth, feature_stage, pretrained_weights, return_stages=(feature_stage - 1, feature_stage)
+            in_channels,
+            backbone_depth,
+            feature_stage,
+            pretrained_weights,
+            return_stages=(feature_stage - 1, feature_stage),
         )
         convs = [MSConv(c, kernel_groups={kernel_size: out_channels}, scales=(1.0,)) for c in backbone.stage_channels]
         super().__init__(

@@ -127,7 +127,10 @@ class MILNet(nn.Module):
 
     @torch.jit.export
     def feature_map_sizes(self, height: int, width: int) -> List[Tuple[int, int]]:
-        """``(h_i, w_i)`` of every branch for input slices of ``height x width`` (order: input scale, stage, head output)."""
+        """``(h_i, w_i)`` of every branch for input slices of ``height x width``.
+
+        Order: input scale, stage, head output.
+        """
         sizes: List[Tuple[int, int]] = []
         for s in self.input_scales:
             stage_sizes = self.backbone.stage_output_sizes(scaled_length(height, s), scaled_length(width, s))

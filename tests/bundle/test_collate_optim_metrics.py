@@ -37,7 +37,9 @@ class _Net(nn.Module):
         self.classifier = nn.Linear(2, 1)
 
 
-@pytest.mark.parametrize("scale, expected", [(0.5, [("backbone", 0.05), ("head", 0.1)]), (1.0, [("backbone", 0.1), ("head", 0.1)])])
+@pytest.mark.parametrize(
+    "scale, expected", [(0.5, [("backbone", 0.05), ("head", 0.1)]), (1.0, [("backbone", 0.1), ("head", 0.1)])]
+)
 def test_param_groups(scale, expected):
     net = _Net()
     groups = backbone_head_param_groups(net, 0.1, scale)
@@ -57,7 +59,10 @@ def test_param_groups_freeze_and_errors():
 
 
 def test_stacked_output():
-    out = [{"pred": torch.tensor([0.2, 0.8]), "label": torch.tensor(1)}, {"pred": torch.tensor([0.9, 0.1]), "label": torch.tensor(0)}]
+    out = [
+        {"pred": torch.tensor([0.2, 0.8]), "label": torch.tensor(1)},
+        {"pred": torch.tensor([0.9, 0.1]), "label": torch.tensor(0)},
+    ]
     pred, label = stacked_output(["pred", "label"])(out)
     assert torch.equal(pred, torch.tensor([[0.2, 0.8], [0.9, 0.1]]))
     assert torch.equal(label, torch.tensor([1, 0]))

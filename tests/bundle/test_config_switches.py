@@ -11,7 +11,9 @@ from monai.bundle import ConfigParser
 from bundle_testing import CONFIGS
 
 
-@pytest.mark.parametrize("value, on_cuda", [("false", False), ("False", False), (False, False), ("true", True), (True, True)])
+@pytest.mark.parametrize(
+    "value, on_cuda", [("false", False), ("False", False), (False, False), ("true", True), (True, True)]
+)
 def test_use_amp_string_is_parsed(value, on_cuda):
     parser = ConfigParser()
     parser.read_config([str(CONFIGS / "common.json"), str(CONFIGS / "train.json")])

@@ -19,7 +19,14 @@ def test_predictions_writer(tmp_path):
     writer.attach(engine)
     image = MetaTensor(torch.zeros(2, 1, 2, 2), meta={"filename_or_obj": "/data/case_1.nii.gz"})
     batch = [
-        [{"image": image, "pred": torch.tensor([0.25, 0.75]), "label": torch.tensor(1), "slice_indices": torch.tensor([3, 4, -1])}],
+        [
+            {
+                "image": image,
+                "pred": torch.tensor([0.25, 0.75]),
+                "label": torch.tensor(1),
+                "slice_indices": torch.tensor([3, 4, -1]),
+            }
+        ],
         [{"image": MetaTensor(torch.zeros(1), meta={"filename_or_obj": "b.png"}), "pred": torch.tensor([0.9, 0.1])}],
     ]
     engine.run(batch, max_epochs=1)
@@ -86,8 +93,17 @@ def test_mlflow_extras_params_artifacts_and_failure(tmp_path):
 
     def make(step, run_name):
         engine = Engine(step)
-        MLflowRunExtras(params={"lr": 0.1, "method": "mims_cnn"}, artifacts=[artifact, tmp_path / "absent.pt"]).attach(engine)
-        MLFlowHandler(tracking_uri=uri, experiment_name="exp", run_name=run_name, close_on_complete=True, iteration_log=False, epoch_log=False).attach(engine)
+        MLflowRunExtras(
+            params={"lr": 0.1, "method": "mims_cnn"}, artifacts=[artifact, tmp_path / "absent.pt"]
+        ).attach(engine)
+        MLFlowHandler(
+            tracking_uri=uri,
+            experiment_name="exp",
+            run_name=run_name,
+            close_on_complete=True,
+            iteration_log=False,
+            epoch_log=False,
+        ).attach(engine)
         return engine
 
     make(lambda e, b: b, "ok").run([1, 2], max_epochs=1)

@@ -40,7 +40,9 @@ class WeightedSum(nn.Module):
             slices = slices[mask.flatten()]
         maps = [self.feat(slices)] + ([self.feat(slices)] if self.twice else [])
         total = sum((self.pool(m) * self.w).sum(dim=(1, 2, 3)) for m in maps)
-        per_bag = torch.zeros(b * n).index_put((mask.flatten().nonzero().squeeze(1),), total) if mask is not None else total
+        per_bag = (
+            torch.zeros(b * n).index_put((mask.flatten().nonzero().squeeze(1),), total) if mask is not None else total
+        )
         logit = per_bag.reshape(b, n).sum(dim=1)
         return torch.stack([-logit, logit], dim=1)
 
@@ -114,7 +116,9 @@ def test_decode_rejects_out_of_range():
         decode_feature_index(torch.tensor([16]), [(2, 3), (1, 2)], num_slices=2)
 
 
-@pytest.mark.parametrize("net", [MIMSCNN(1, 3, 10, 2, k=3), FeatPyra(1, 3, 10, 2), MIPre(1, 3, 10, 2, input_scales=(0.5, 1.0))])
+@pytest.mark.parametrize(
+    "net", [MIMSCNN(1, 3, 10, 2, k=3), FeatPyra(1, 3, 10, 2), MIPre(1, 3, 10, 2, input_scales=(0.5, 1.0))]
+)
 def test_provenance_points_at_the_pooled_activations(net):
     torch.manual_seed(0)
     x = torch.rand(2, 3, 1, 32, 48)

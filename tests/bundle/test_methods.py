@@ -41,7 +41,9 @@ def test_method_trains_evaluates_infers_and_exports(name, tiny_dataset, bundle_r
     from monai.bundle import ConfigParser, ckpt_export
 
     overlay = f"methods/{name}.json"
-    run_workflow(["common.json", "train.json", overlay], "train", _overrides(bundle_root, tiny_dataset, True, run_stamp="r"))
+    run_workflow(
+        ["common.json", "train.json", overlay], "train", _overrides(bundle_root, tiny_dataset, True, run_stamp="r")
+    )
     ckpt = bundle_root / "models" / "model.pt"
     assert ckpt.is_file()
 
@@ -76,4 +78,5 @@ def test_method_trains_evaluates_infers_and_exports(name, tiny_dataset, bundle_r
     with torch.no_grad():
         network.eval()
         torch.testing.assert_close(exported(bag, mask), network(bag, mask))
-    assert type(network).__name__ == json.loads(method_config(name).read_text())["network_def"]["_target_"].split(".")[-1]
+    target = json.loads(method_config(name).read_text())["network_def"]["_target_"]
+    assert type(network).__name__ == target.split(".")[-1]

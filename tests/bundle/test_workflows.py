@@ -112,7 +112,9 @@ def test_resume_continues_from_checkpoint(tiny_dataset, bundle_root):
     run_workflow(TRAIN, "train", _overrides(bundle_root, tiny_dataset, train=True, run_stamp="first"))
     first = bundle_root / "runs" / "first" / "checkpoint_final.pt"
     workflow = run_workflow(
-        TRAIN, "train", _overrides(bundle_root, tiny_dataset, train=True, epochs=2, run_stamp="second", resume_from=str(first))
+        TRAIN,
+        "train",
+        _overrides(bundle_root, tiny_dataset, train=True, epochs=2, run_stamp="second", resume_from=str(first)),
     )
     trainer = workflow.parser.get_parsed_content("train#trainer")
     assert trainer.state.epoch == 2 and trainer.state.iteration == 4  # one epoch resumed + one trained

@@ -142,7 +142,11 @@ ARGUMENT_CASES = [
     (FeatPyra, {"instance_aggregation": "max"}, lambda n: n.instance_aggregation == "max"),
     (MIMSCNN, {"input_scales": (0.5, 1.0), "scales": (1.0,)}, lambda n: len(n.magnitude_norm.norms) == 2),
     (MIMSCNN, {"resize_mode": "nearest", "input_scales": (0.5, 1.0)}, lambda n: n.resize_mode == "nearest"),
-    (MIMSCNN, {"pooling": "mean"}, lambda n: isinstance(n.pool, MeanPool) and "weight_logits" not in dict(n.named_parameters())),
+    (
+        MIMSCNN,
+        {"pooling": "mean"},
+        lambda n: isinstance(n.pool, MeanPool) and "weight_logits" not in dict(n.named_parameters()),
+    ),
 ]
 
 
