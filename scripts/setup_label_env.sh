@@ -26,18 +26,22 @@ stamp="$VENV/.mims_label_setup"
 want="$(cat "${BASH_SOURCE[0]}" pyproject.toml | sha256sum | cut -d' ' -f1)"
 start=$SECONDS
 
-check() {
+# the versions that matter, read from the installed metadata (no import: fast)
+versions() {
     "$py" - <<'PY'
 import importlib.metadata as md
-import monai, torch, torchvision, monailabel  # noqa: F401  (import check)
-import networks, transforms, bundle  # noqa: F401  (this bundle's code)
 names = ("monailabel", "monai", "torch", "torchvision", "pytorch-ignite", "fastapi", "pydicom", "numpy")
-print("[setup-label] ready: " + ", ".join(f"{n} {md.version(n)}" for n in names))
+print(", ".join(f"{n} {md.version(n)}" for n in names))
 PY
 }
+# after installing: everything the app imports, imports (torch, MONAI, MONAI Label, this bundle's code)
+check() {
+    "$py" -c "import torch, torchvision, monai, monailabel, monailabel.tasks.infer.bundle, networks, transforms, bundle"
+}
 
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ "${FORCE:-0}" != 1 ] && check 2>/dev/null; then
-    echo "[setup-label] $VENV is up to date (delete $stamp or set FORCE=1 to reinstall) [$((SECONDS - start)) s]"
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ "${FORCE:-0}" != 1 ] && have_all=$(versions 2>/dev/null); then
+    echo "[setup-label] $VENV is up to date: $have_all"
+    echo "[setup-label] nothing to do (FORCE=1 reinstalls) [$((SECONDS - start)) s]"
     exit 0
 fi
 rm -f "$stamp"
@@ -60,6 +64,11 @@ trap 'rm -f "$constraints"' EXIT
 printf 'torch==%s\ntorchvision==%s\n' "$TORCH_VERSION" "$TORCHVISION_VERSION" >"$constraints"
 echo "[setup-label] installing monailabel==$MONAILABEL_VERSION ${PINS[*]} and this bundle (pip install -e .) with torch held"
 pip_install -c "$constraints" "monailabel==$MONAILABEL_VERSION" "${PINS[@]}" -e .
+if ! have torch "$TORCH_VERSION"; then
+    echo "[setup-label] error: torch is no longer $TORCH_VERSION after installing monailabel" >&2
+    exit 1
+fi
 check
+echo "[setup-label] ready: $(versions)"
 echo "$want" >"$stamp"
 echo "[setup-label] done in $((SECONDS - start)) s"

@@ -134,13 +134,21 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+        # bin/monailabel is a bash script running `python -m monailabel.main`: name the environment's python
+        env.update({"MONAILABEL_PYEXE": str(LABEL_VENV / "bin" / "python"), "VIRTUAL_ENV": str(LABEL_VENV)})
+        env["PATH"] = os.pathsep.join([str(LABEL_VENV / "bin"), env.get("PATH", "")])
         env.update({"MONAI_LABEL_SESSIONS": "false", "PYTHONUNBUFFERED": "1"})
         command = [str(MONAILABEL), "start_server", "--app", str(app), "--studies", str(studies)]
         command += ["--conf", "bundle_path", str(bundle), "--host", "127.0.0.1", "--port", str(self.port)]
         self._log_file = open(log, "wb")
         # a session of its own: stop() signals this server's process group, nothing else
         self.process = subprocess.Popen(
-            command, stdout=self._log_file, stderr=subprocess.STDOUT, env=env, cwd=str(studies.parent), start_new_session=True
+            command,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=str(studies.parent),
+            start_new_session=True,
         )
 
     def wait_until_up(self, requests, timeout: float = STARTUP_TIMEOUT_S) -> float:
@@ -158,6 +166,7 @@ class Server:
         pytest.fail(f"monailabel did not answer on {self.url} within {timeout:.0f} s:\n{_log_tail(self.log)}")
 
     def stop(self) -> int | None:
+        """Stop the server (a no-op once stopped); its exit code."""
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)  # uvicorn shuts down gracefully on SIGTERM
             try:
@@ -165,7 +174,8 @@ class Server:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=STOP_TIMEOUT_S)
-        self._log_file.close()
+        if not self._log_file.closed:
+            self._log_file.close()
         return self.process.returncode
 
 
@@ -173,7 +183,7 @@ class Server:
 def served(tmp_path_factory):
     """``(server, bundle, volume)``: a running server with the tiny bundle and an empty studies folder."""
     if not MONAILABEL.exists():
-        pytest.skip(f"{MONAILABEL.relative_to(REPO)} not found: make the app's environment with `bash scripts/setup_label_env.sh`")
+        pytest.skip(f"{MONAILABEL.relative_to(REPO)} not found: run `bash scripts/setup_label_env.sh` to make it")
     root = tmp_path_factory.mktemp("monai_label")
     bundle = _make_bundle(root)
     volume = _make_volume(root / "case_0001.nii.gz")
@@ -246,5 +256,10 @@ def test_upload_and_infer_over_http(served):
     np.testing.assert_allclose([k["score"] for k in keys], [s for _, s in expected["key_slices"]], rtol=1e-3, atol=1e-5)
     scores = [k["score"] for k in keys]
     assert scores == sorted(scores, reverse=True)
+
+    # a clean stop: uvicorn shuts the app down, then re-raises the SIGTERM it handled
+    code = server.stop()
+    assert code in (0, -signal.SIGTERM), f"exit code {code}\n{_log_tail(server.log)}"
+    assert "Finished server process" in server.log.read_text(errors="replace"), _log_tail(server.log)
 
     print(f"server up in {startup:.1f} s; infer over HTTP {infer_s:.2f} s; result: {json.dumps(result)}")

@@ -45,8 +45,8 @@ DEFAULT_CONFIGS = ("common.json", "inference.json")
 def parse_config_files(value: str | Sequence[str] | None) -> tuple[str, ...]:
     """Config file names from a ``--conf configs`` value: comma-separated, relative to ``<bundle>/configs``.
 
-    ``None`` or an empty string gives :data:`DEFAULT_CONFIGS`, e.g. ``"common.json,inference.json,methods/mims_max.json"``
-    serves a bundle trained with the ``mims_max`` overlay.
+    ``None`` or an empty string gives :data:`DEFAULT_CONFIGS`; e.g.
+    ``"common.json,inference.json,methods/mims_max.json"`` serves a bundle trained with the ``mims_max`` overlay.
     """
     if value is None or (isinstance(value, str) and not value.strip()):
         return DEFAULT_CONFIGS
@@ -100,7 +100,8 @@ class MIMSCNNInfer(BundleInferTask):
         **kwargs: Any,
     ) -> None:
         self.config_files = tuple(config_files)
-        missing = [c for c in ("metadata.json", *self.config_files) if not os.path.isfile(os.path.join(path, "configs", c))]
+        names = ("metadata.json", *self.config_files)
+        missing = [c for c in names if not os.path.isfile(os.path.join(path, "configs", c))]
         if missing:
             raise FileNotFoundError(f"bundle {path}: config file(s) not found under configs/: {', '.join(missing)}")
         checkpoint = os.path.join(path, "models", "model.pt")
