@@ -15,7 +15,8 @@ folder ``<name>/``, as ``monai.bundle.download`` expects) hold:
   ``models/model.ts`` (TorchScript carrying ``metadata.json`` and the merged ``inference.json``);
 - ``large_files.yml``: path, URL and SHA-256 of both weight files (URLs under ``--weights-url``;
   the weights are also copied to ``<output-dir>/<name>_v<version>_weights/`` for upload);
-- the code the configs import (``networks/``, ``transforms/``, ``bundle/``), ``scripts/``,
+- the code the configs import (``networks/``, ``transforms/``, ``bundle/``), ``scripts/`` (without the
+  MONAI Deploy and MONAI Label apps, which have their own environments and stay in the repository),
   ``docs/`` (``README.md``, ``data_license.txt``, results), ``LICENSE``, ``pyproject.toml``.
 
 The configs import the bundle's own packages when they are parsed, before ``monai.bundle run``
@@ -84,6 +85,10 @@ REQUIRED_FILES = (
     "large_files.yml",
 )
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
+#: the MONAI Deploy and MONAI Label apps run the bundle from the repository, in their own environments
+_SCRIPTS_IGNORED = shutil.ignore_patterns(
+    "__pycache__", "*.pyc", "monai_deploy_app", "monai_label_app", "setup_*_env.sh"
+)
 
 
 def _sha256(path: Path) -> str:
@@ -191,7 +196,7 @@ def build_package(
 
     for package in CODE_PACKAGES:
         shutil.copytree(repo / package, stage / package, ignore=_IGNORED)
-    shutil.copytree(repo / "scripts", stage / "scripts", ignore=_IGNORED)
+    shutil.copytree(repo / "scripts", stage / "scripts", ignore=_SCRIPTS_IGNORED)
     shutil.copytree(repo / "docs", stage / "docs", ignore=_IGNORED)
     for top in ("LICENSE", "pyproject.toml"):
         shutil.copy2(repo / top, stage / top)
