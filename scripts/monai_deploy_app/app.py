@@ -21,8 +21,9 @@ Operator graph:
 
 - NIfTI file: ``BagClassifierOperator`` (reads the file with the bundle's own loader) ->
   ``ClassificationWriterOperator``;
-- DICOM folder: ``DICOMDataLoaderOperator`` -> ``DICOMSeriesSelectorOperator`` (no rules: the first
-  series found) -> ``DICOMSeriesToVolumeOperator`` -> ``BagClassifierOperator`` ->
+- DICOM folder: ``DICOMDataLoaderOperator`` -> ``CheckedSeriesSelectorOperator`` (MONAI Deploy's
+  ``DICOMSeriesSelectorOperator`` without rules, failing clearly when nothing is selected) ->
+  ``DICOMSeriesToVolumeOperator`` (the first selected series) -> ``BagClassifierOperator`` ->
   ``ClassificationWriterOperator``.
 
 The first operator of each graph runs once (``CountCondition(1)``): a source operator without a
@@ -35,11 +36,10 @@ import logging
 import sys
 from pathlib import Path
 
-from bag_classifier_operator import BagClassifierOperator, ClassificationWriterOperator
+from bag_classifier_operator import BagClassifierOperator, ClassificationWriterOperator, CheckedSeriesSelectorOperator
 from monai.deploy.conditions import CountCondition
 from monai.deploy.core import Application
 from monai.deploy.operators.dicom_data_loader_operator import DICOMDataLoaderOperator
-from monai.deploy.operators.dicom_series_selector_operator import DICOMSeriesSelectorOperator
 from monai.deploy.operators.dicom_series_to_volume_operator import DICOMSeriesToVolumeOperator
 
 __all__ = ["NIFTI_SUFFIXES", "MIMSClassifierApp", "input_kind", "main"]
@@ -80,6 +80,7 @@ class MIMSClassifierApp(Application):
         app_context = Application.init_app_context(self.argv)
         input_path = Path(app_context.input_path)
         output_path = Path(app_context.output_path)
+        self.input_path = input_path  # named by main() in errors
         kind = input_kind(input_path)
         logging.getLogger(__name__).info(f"input {input_path} ({kind}), output {output_path}, model {app_context.model_path}")
         writer = ClassificationWriterOperator(self, output_folder=output_path, name="writer_op")
@@ -91,7 +92,7 @@ class MIMSClassifierApp(Application):
         else:
             classifier = BagClassifierOperator(self, model_path=app_context.model_path, name="classifier_op")
             loader = DICOMDataLoaderOperator(self, CountCondition(self, 1), input_folder=input_path, name="dicom_loader_op")
-            selector = DICOMSeriesSelectorOperator(self, name="series_selector_op")
+            selector = CheckedSeriesSelectorOperator(self, input_folder=input_path, name="series_selector_op")
             to_volume = DICOMSeriesToVolumeOperator(self, name="series_to_volume_op")
             self.add_flow(loader, selector, {("dicom_study_list", "dicom_study_list")})
             self.add_flow(selector, to_volume, {("study_selected_series_list", "study_selected_series_list")})
@@ -101,10 +102,15 @@ class MIMSClassifierApp(Application):
 
 def main() -> int:
     """Run the application on the command line's arguments (``sys.argv``); returns the exit status."""
+    app = MIMSClassifierApp()
     try:
-        MIMSClassifierApp().run()
+        app.run()
     except Exception as e:  # the SDK and Holoscan raise plain exceptions: report them on one line
-        print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
+        message = f"{type(e).__name__}: {e}".replace("\n", " ")
+        input_path = getattr(app, "input_path", None)
+        if input_path is not None and str(input_path) not in message:
+            message += f" (input {input_path})"
+        print(f"error: {message}", file=sys.stderr)
         return 1
     return 0
 

@@ -25,12 +25,19 @@ import torch
 from monai.bundle import ConfigParser
 from monai.data import MetaTensor
 from monai.deploy.core import ConditionType, Fragment, Image, Operator, OperatorSpec
+from monai.deploy.operators.dicom_series_selector_operator import DICOMSeriesSelectorOperator
 from monai.transforms import Compose
 from monai.utils import ImageMetaKey
 
 from bundle.export import load_torchscript
 
-__all__ = ["BagClassifierOperator", "ClassificationWriterOperator", "image_to_volume", "resolve_model_file"]
+__all__ = [
+    "BagClassifierOperator",
+    "ClassificationWriterOperator",
+    "CheckedSeriesSelectorOperator",
+    "image_to_volume",
+    "resolve_model_file",
+]
 
 #: DICOM attributes of the series copied from the ``Image`` metadata into the result
 DICOM_KEYS = ("StudyInstanceUID", "SeriesInstanceUID", "Modality", "SeriesDescription")
@@ -86,6 +93,36 @@ def _without_loaders(preprocessing: Compose) -> Compose:
     """``preprocessing`` less its file loaders (``LoadVolumed``, ``LoadImaged``): for a volume already in memory."""
     kept = [t for t in preprocessing.transforms if not type(t).__name__.startswith("Load")]
     return Compose(kept)
+
+
+class CheckedSeriesSelectorOperator(DICOMSeriesSelectorOperator):
+    """MONAI Deploy's series selector that fails with the folder's name when it selects no series.
+
+    Without selection rules the stock operator selects every series of every study, and
+    ``DICOMSeriesToVolumeOperator`` converts the first one. When the loader kept a study but none of
+    its series (e.g. instances whose type-2 ``SeriesNumber`` is empty are dropped by
+    ``DICOMDataLoaderOperator`` with a logged warning only), the stock converter fails with a bare
+    ``IndexError``; this operator raises a ``ValueError`` naming ``input_folder`` instead.
+
+    Args:
+        fragment: the application.
+        input_folder: the DICOM folder, named in the error.
+        kwargs: the stock operator's arguments (``rules``, ``all_matched``, ...).
+    """
+
+    def __init__(self, fragment: Fragment, *args: Any, input_folder: str | Path, **kwargs: Any) -> None:
+        self.input_folder = Path(input_folder)
+        super().__init__(fragment, *args, **kwargs)
+
+    def filter(self, selection_rules, dicom_study_list, all_matched: bool = False, sort_by_sop_instance_count: bool = False):
+        selected = super().filter(selection_rules, dicom_study_list, all_matched, sort_by_sop_instance_count)
+        if not any(study.selected_series for study in selected or []):
+            raise ValueError(
+                f"input {self.input_folder}: no DICOM series with image instances selected "
+                f"({len(dicom_study_list or [])} study(ies) read; instances without SeriesInstanceUID, "
+                "SeriesNumber or ImagePositionPatient are skipped by the loader, see its warnings)"
+            )
+        return selected
 
 
 class BagClassifierOperator(Operator):
