@@ -179,19 +179,28 @@ class Server:
         return self.process.returncode
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    """``(server, bundle, volume)``: a running server with the tiny bundle and an empty studies folder."""
+def _needs_label_env() -> None:
     if not MONAILABEL.exists():
         pytest.skip(f"{MONAILABEL.relative_to(REPO)} not found: run `bash scripts/setup_label_env.sh` to make it")
-    root = tmp_path_factory.mktemp("monai_label")
-    bundle = _make_bundle(root)
-    volume = _make_volume(root / "case_0001.nii.gz")
+
+
+def _start(root: Path, bundle: Path) -> Server:
+    """A server for ``bundle`` with a copy of the app and an empty studies folder under ``root``."""
     app = root / "app"
     shutil.copytree(APP, app, ignore=shutil.ignore_patterns("__pycache__", "logs", "model", "bin"))
     studies = root / "studies"
     studies.mkdir()
-    server = Server(app, studies, bundle, root / "server.log")
+    return Server(app, studies, bundle, root / "server.log")
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """``(server, bundle, volume)``: a running server with the tiny bundle and an empty studies folder."""
+    _needs_label_env()
+    root = tmp_path_factory.mktemp("monai_label")
+    bundle = _make_bundle(root)
+    volume = _make_volume(root / "case_0001.nii.gz")
+    server = _start(root, bundle)
     try:
         yield server, bundle, volume
     finally:
@@ -263,3 +272,24 @@ def test_upload_and_infer_over_http(served):
     assert "Finished server process" in server.log.read_text(errors="replace"), _log_tail(server.log)
 
     print(f"server up in {startup:.1f} s; infer over HTTP {infer_s:.2f} s; result: {json.dumps(result)}")
+
+
+def test_a_checkpoint_that_does_not_fit_stops_the_start(tmp_path):
+    """Weights are loaded strictly when the app starts (MONAI Label's bundle task alone loads them non-strictly
+    on the first request): a checkpoint of another network ends the server with a message naming the bundle."""
+    _needs_label_env()
+    bundle = _make_bundle(tmp_path)
+    checkpoint = bundle / "models" / "model.pt"
+    state = torch.load(checkpoint, map_location="cpu")
+    state["renamed." + next(iter(state))] = state.pop(next(iter(state)))
+    torch.save(state, checkpoint)
+    server = _start(tmp_path, bundle)
+    try:
+        server.process.wait(timeout=STARTUP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the server started with a checkpoint that does not fit:\n{_log_tail(server.log)}")
+    finally:
+        server.stop()
+    log = server.log.read_text(errors="replace")
+    assert server.process.returncode != 0
+    assert f"bundle {bundle.resolve()}: models/model.pt does not fit network_def" in log, _log_tail(server.log)

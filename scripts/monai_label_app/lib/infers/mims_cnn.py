@@ -33,6 +33,7 @@ from monai.bundle import ConfigParser
 from monai.data import MetaTensor
 from monailabel.interfaces.tasks.infer_v2 import InferType
 from monailabel.tasks.infer.bundle import BundleInferTask
+from monailabel.utils.others.generic import name_to_device
 
 __all__ = ["DEFAULT_CONFIGS", "MIMSCNNInfer", "bundle_on_path", "parse_config_files"]
 
@@ -88,6 +89,9 @@ class MIMSCNNInfer(BundleInferTask):
     Raises:
         FileNotFoundError: a config file or ``models/model.pt`` is missing (the stock task would only log
             a warning and serve nothing).
+        RuntimeError: ``models/model.pt`` does not fit ``network_def`` (loaded strictly when the task is made:
+            the stock task loads non-strictly, i.e. would serve a partly random network, and only on the
+            first request).
         ValueError: ``class_names`` and ``num_classes`` of the config disagree, or ``num_key_slices`` < 1.
     """
 
@@ -127,6 +131,22 @@ class MIMSCNNInfer(BundleInferTask):
         if self.num_key_slices < 1:
             raise ValueError(f"num_key_slices must be >= 1, got {self.num_key_slices}")
         self.indices_key = "slice_indices"
+        if not self._networks:  # not preloaded: load once now, so that a checkpoint that does not fit fails the start
+            self._check_checkpoint()
+
+    def _check_checkpoint(self) -> None:
+        """Load ``models/model.pt`` strictly into ``network_def`` on the default device (cached for requests).
+
+        Raises:
+            RuntimeError: naming the bundle and the configs when the weights do not fit the network.
+        """
+        try:
+            self._get_network(name_to_device(self._config.get("device")), None)
+        except RuntimeError as e:
+            raise RuntimeError(
+                f"bundle {self.bundle_path}: models/model.pt does not fit network_def of "
+                f"{', '.join(self.config_files)} (trained with another method overlay or an older network?): {e}"
+            ) from e
 
     def _load_bundle_config(self, path: str, config: str) -> ConfigParser:
         """The merged ``config_files`` (``config``, the stock task's ``inference.json``, is one of them)."""
