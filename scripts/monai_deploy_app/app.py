@@ -14,8 +14,9 @@ Options are MONAI Deploy's own (``monai.deploy.core.arg_parser``): ``-i/--input`
 it), ``-l/--log-level``. Without them the SDK reads ``HOLOSCAN_INPUT_PATH``,
 ``HOLOSCAN_OUTPUT_PATH`` and ``HOLOSCAN_MODEL_PATH`` (defaults ``input``, ``output``, ``models``).
 
-Output: ``<output>/classification.json`` (see ``docs/monai_deploy.md``). Exit status 0 on success,
-1 with an ``error:`` line naming the path when the input or the model cannot be used.
+Output: ``<output>/classification.json`` (see ``docs/monai_deploy.md``). Exit status 0 on success;
+1 with one ``error:`` line on stderr when the input or the model cannot be used (the line names the
+path); 2 from the SDK's argument parser when ``-i`` or ``-m`` does not exist.
 
 Operator graph:
 
@@ -82,16 +83,26 @@ class MIMSClassifierApp(Application):
         output_path = Path(app_context.output_path)
         self.input_path = input_path  # named by main() in errors
         kind = input_kind(input_path)
-        logging.getLogger(__name__).info(f"input {input_path} ({kind}), output {output_path}, model {app_context.model_path}")
+        logging.getLogger(__name__).info(
+            f"input {input_path} ({kind}), output {output_path}, model {app_context.model_path}"
+        )
         writer = ClassificationWriterOperator(self, output_folder=output_path, name="writer_op")
         if kind == "nifti":
             classifier = BagClassifierOperator(
-                self, CountCondition(self, 1), model_path=app_context.model_path, input_path=input_path, name="classifier_op"
+                self,
+                CountCondition(self, 1),
+                model_path=app_context.model_path,
+                input_path=input_path,
+                name="classifier_op",
             )
             self.add_operator(classifier)
         else:
-            classifier = BagClassifierOperator(self, model_path=app_context.model_path, name="classifier_op")
-            loader = DICOMDataLoaderOperator(self, CountCondition(self, 1), input_folder=input_path, name="dicom_loader_op")
+            classifier = BagClassifierOperator(
+                self, model_path=app_context.model_path, source=input_path, name="classifier_op"
+            )
+            loader = DICOMDataLoaderOperator(
+                self, CountCondition(self, 1), input_folder=input_path, name="dicom_loader_op"
+            )
             selector = CheckedSeriesSelectorOperator(self, input_folder=input_path, name="series_selector_op")
             to_volume = DICOMSeriesToVolumeOperator(self, name="series_to_volume_op")
             self.add_flow(loader, selector, {("dicom_study_list", "dicom_study_list")})
@@ -109,7 +120,7 @@ def main() -> int:
         message = f"{type(e).__name__}: {e}".replace("\n", " ")
         input_path = getattr(app, "input_path", None)
         if input_path is not None and str(input_path) not in message:
-            message += f" (input {input_path})"
+            message += f" (while processing input {input_path})"
         print(f"error: {message}", file=sys.stderr)
         return 1
     return 0

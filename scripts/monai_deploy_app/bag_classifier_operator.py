@@ -114,7 +114,9 @@ class CheckedSeriesSelectorOperator(DICOMSeriesSelectorOperator):
         self.input_folder = Path(input_folder)
         super().__init__(fragment, *args, **kwargs)
 
-    def filter(self, selection_rules, dicom_study_list, all_matched: bool = False, sort_by_sop_instance_count: bool = False):
+    def filter(
+        self, selection_rules, dicom_study_list, all_matched: bool = False, sort_by_sop_instance_count: bool = False
+    ):
         selected = super().filter(selection_rules, dicom_study_list, all_matched, sort_by_sop_instance_count)
         if not any(study.selected_series for study in selected or []):
             raise ValueError(
@@ -145,22 +147,39 @@ class BagClassifierOperator(Operator):
         image: ``Image``; required when ``input_path`` is None.
 
     Named output:
-        result: dict with ``predicted_class``, ``predicted_label``, ``probabilities`` (class name ->
-        probability), ``num_slices`` (slices in the bag), ``input`` and ``model``
-        (name, version, file from the archive's metadata).
+        result: dict with ``input``, ``input_type`` (``nifti`` or ``dicom_series``), ``dicom`` (study
+        and series UIDs, DICOM only), ``predicted_class``, ``predicted_label``, ``probabilities``
+        (class name -> probability), ``num_slices`` (slices in the bag) and ``model`` (name and
+        version from the archive's metadata, method, file).
 
     Args:
         fragment: the application.
         model_path: ``model.ts``, or a folder as :func:`resolve_model_file` accepts.
         input_path: a NIfTI file to read with the bundle's own loader, or None (see above).
+        source: the app's input as recorded in the result's ``input`` (default: ``input_path``; the
+            application passes the DICOM folder).
     """
 
     def __init__(
-        self, fragment: Fragment, *args: Any, model_path: str | Path, input_path: str | Path | None = None, **kwargs: Any
+        self,
+        fragment: Fragment,
+        *args: Any,
+        model_path: str | Path,
+        input_path: str | Path | None = None,
+        source: str | Path | None = None,
+        **kwargs: Any,
     ) -> None:
         self._logger = logging.getLogger(f"{__name__}.{type(self).__name__}")
         self.model_file = resolve_model_file(model_path)
+        try:  # loaded on construction: a wrong model file fails before any input is read
+            # not self.metadata: Holoscan's Operator has a read-only `metadata` property
+            self._network, self._model_metadata, self._config = load_torchscript(self.model_file, map_location="cpu")
+        except Exception as e:
+            raise ValueError(
+                f"model {self.model_file}: not a TorchScript archive written by bundle.export.export_torchscript ({e})"
+            ) from e
         self.input_path = Path(input_path) if input_path is not None else None
+        self.source = str(source if source is not None else input_path or "")
         self.input_name = "image"
         self.output_name = "result"
         # the base class constructor calls setup(): attributes first
@@ -174,22 +193,25 @@ class BagClassifierOperator(Operator):
 
     def compute(self, op_input, op_output, context) -> None:
         start = time.perf_counter()
-        network, metadata, config = load_torchscript(self.model_file, map_location="cpu")
+        metadata, config = self._model_metadata, self._config
         parser = ConfigParser(config)
         device = torch.device(parser.get_parsed_content("device"))
-        network = network.to(device).eval()
+        network = self._network.to(device).eval()
         preprocessing = parser.get_parsed_content("preprocessing")
         if self.input_path is not None:
             data = {"image": str(self.input_path)}
-            source = {"input": str(self.input_path), "input_type": "nifti"}
+            record = {"input": self.source, "input_type": "nifti"}
         else:
             image = op_input.receive(self.input_name)
             if not isinstance(image, Image):
-                raise ValueError(f"input port '{self.input_name}' expects a MONAI Deploy Image, got {type(image).__name__}")
+                raise ValueError(
+                    f"input port '{self.input_name}' expects a MONAI Deploy Image, got {type(image).__name__}"
+                )
             data = {"image": image_to_volume(image)}
             preprocessing = _without_loaders(preprocessing)
             image_meta = image.metadata() or {}
-            source = {"input_type": "dicom_series", "dicom": {k: str(image_meta[k]) for k in DICOM_KEYS if k in image_meta}}
+            dicom = {k: str(image_meta[k]) for k in DICOM_KEYS if k in image_meta}
+            record = {"input": self.source, "input_type": "dicom_series", "dicom": dicom}
         bag = preprocessing(data)["image"]  # [N, C, H, W]
         inferer = parser.get_parsed_content("inferer")
         with torch.no_grad():
@@ -201,7 +223,7 @@ class BagClassifierOperator(Operator):
             raise ValueError(f"{self.model_file}: {probs.numel()} outputs but class_names has {len(class_names)}")
         index = int(torch.argmax(probs))
         result = {
-            **source,
+            **record,
             "predicted_class": index,
             "predicted_label": class_names[index],
             "probabilities": {name: float(p) for name, p in zip(class_names, probs)},
@@ -233,7 +255,12 @@ class ClassificationWriterOperator(Operator):
     """
 
     def __init__(
-        self, fragment: Fragment, *args: Any, output_folder: str | Path, file_name: str = "classification.json", **kwargs: Any
+        self,
+        fragment: Fragment,
+        *args: Any,
+        output_folder: str | Path,
+        file_name: str = "classification.json",
+        **kwargs: Any,
     ) -> None:
         self._logger = logging.getLogger(f"{__name__}.{type(self).__name__}")
         self.output_file = Path(output_folder) / file_name

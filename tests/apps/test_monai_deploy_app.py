@@ -32,13 +32,14 @@ SETUP_COMMAND = "bash scripts/setup_deploy_env.sh"
 #: volume [x, y, z]: x != y catches swapped in-plane axes; 11 slices with a 6-slice central window
 #: (slices 2..7) catch a reversed slice order, to which top-k pooling alone would be blind
 SHAPE = (40, 36, 11)
-RESULT_KEYS = {"input_type", "predicted_class", "predicted_label", "probabilities", "num_slices", "model"}
+RESULT_KEYS = {"input", "input_type", "predicted_class", "predicted_label", "probabilities", "num_slices", "model"}
 ATOL = 1e-5
 
 
 def _tiny_overrides() -> dict:
     """``TINY`` of tests/bundle/bundle_testing.py (loaded by path: tests/bundle is not a package)."""
-    spec = importlib.util.spec_from_file_location("deploy_bundle_testing", REPO / "tests" / "bundle" / "bundle_testing.py")
+    path = REPO / "tests" / "bundle" / "bundle_testing.py"
+    spec = importlib.util.spec_from_file_location("deploy_bundle_testing", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return dict(module.TINY)
@@ -157,6 +158,7 @@ def test_result_format(results, case, kind):
     _, metadata, config = load_torchscript(case.model)
     assert RESULT_KEYS <= set(result)
     assert result["input_type"] == ("nifti" if kind == "nifti" else "dicom_series")
+    assert result["input"] == str(case.nifti if kind == "nifti" else case.dicom)
     assert list(result["probabilities"]) == config["class_names"]
     probs = _probs(result)
     assert np.all((probs >= 0) & (probs <= 1))
@@ -212,36 +214,43 @@ def test_dicom_matches_nifti_and_bundle_loader(results, case):
 def test_environment_variables(case, deploy_python):
     """MONAI Deploy's HOLOSCAN_INPUT_PATH / HOLOSCAN_OUTPUT_PATH / HOLOSCAN_MODEL_PATH replace -i/-o/-m."""
     output = case.root / "out_env"
-    env = {"HOLOSCAN_INPUT_PATH": str(case.nifti), "HOLOSCAN_OUTPUT_PATH": str(output), "HOLOSCAN_MODEL_PATH": str(case.model)}
+    env = {
+        "HOLOSCAN_INPUT_PATH": str(case.nifti),
+        "HOLOSCAN_OUTPUT_PATH": str(output),
+        "HOLOSCAN_MODEL_PATH": str(case.model),
+    }
     proc = _run_app(None, None, None, env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads((output / "classification.json").read_text())["input_type"] == "nifti"
 
 
-@pytest.mark.parametrize("bad", ["empty_folder", "wrong_extension", "not_dicom", "no_series_number"])
+@pytest.mark.parametrize("bad", ["empty_folder", "wrong_extension", "not_dicom", "no_series_number", "not_torchscript"])
 def test_bad_input_fails_clearly(case, deploy_python, tmp_path, bad):
+    """Nonzero exit, one ``error:`` line naming the path at fault, no result file."""
+    input_path, model = tmp_path / bad, case.model
     if bad == "empty_folder":
-        path = tmp_path / "empty"
-        path.mkdir()
+        input_path.mkdir()
         expected = "empty folder"
     elif bad == "wrong_extension":
-        path = tmp_path / "volume.txt"
-        path.write_text("not an image")
+        input_path = tmp_path / "volume.txt"
+        input_path.write_text("not an image")
         expected = "unsupported file"
     elif bad == "not_dicom":
-        path = tmp_path / "not_dicom"
-        path.mkdir()
-        (path / "notes.txt").write_text("not DICOM")
+        input_path.mkdir()
+        (input_path / "notes.txt").write_text("not DICOM")
         expected = "No study loaded"
-    else:  # a valid series with an empty SeriesNumber: the stock loader keeps the study, drops the series
-        path = tmp_path / "no_series_number"
-        _write_dicom_series(case.volume, path, case.spacing, series_number="")
+    elif bad == "no_series_number":  # a valid series with an empty SeriesNumber: the stock loader drops it
+        _write_dicom_series(case.volume, input_path, case.spacing, series_number="")
         expected = "no DICOM series"
-    proc = _run_app(path, tmp_path / "out", case.model)
+    else:  # the checkpoint instead of the exported model
+        input_path, model = case.nifti, case.ckpt
+        expected = "not a TorchScript archive"
+    proc = _run_app(input_path, tmp_path / "out", model)
     assert proc.returncode != 0
     error = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert error, proc.stderr[-3000:]
-    assert str(path) in error[0] and expected in error[0]
+    assert expected in error[0]
+    assert str(model if bad == "not_torchscript" else input_path) in error[0]
     assert not (tmp_path / "out" / "classification.json").exists()
 
 
