@@ -39,6 +39,8 @@ __all__ = [
     "resolve_model_file",
 ]
 
+#: ids the operator reads from the archive's inference config
+CONFIG_IDS = ("preprocessing", "inferer", "postprocessing", "class_names", "device")
 #: DICOM attributes of the series copied from the ``Image`` metadata into the result
 DICOM_KEYS = ("StudyInstanceUID", "SeriesInstanceUID", "Modality", "SeriesDescription")
 
@@ -178,6 +180,13 @@ class BagClassifierOperator(Operator):
             raise ValueError(
                 f"model {self.model_file}: not a TorchScript archive written by bundle.export.export_torchscript ({e})"
             ) from e
+        missing = [key for key in CONFIG_IDS if key not in self._config]
+        if missing:
+            raise ValueError(
+                f"model {self.model_file}: its inference config lacks {missing} (an archive of "
+                "`monai.bundle ckpt_export` holds inference.json without common.json's ids); export it with "
+                "scripts/export_torchscript.py or bundle.export.export_torchscript"
+            )
         self.input_path = Path(input_path) if input_path is not None else None
         self.source = str(source if source is not None else input_path or "")
         self.input_name = "image"

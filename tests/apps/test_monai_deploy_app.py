@@ -224,7 +224,10 @@ def test_environment_variables(case, deploy_python):
     assert json.loads((output / "classification.json").read_text())["input_type"] == "nifti"
 
 
-@pytest.mark.parametrize("bad", ["empty_folder", "wrong_extension", "not_dicom", "no_series_number", "not_torchscript"])
+BAD_CASES = ["empty_folder", "wrong_extension", "not_dicom", "no_series_number", "not_torchscript", "config_incomplete"]
+
+
+@pytest.mark.parametrize("bad", BAD_CASES)
 def test_bad_input_fails_clearly(case, deploy_python, tmp_path, bad):
     """Nonzero exit, one ``error:`` line naming the path at fault, no result file."""
     input_path, model = tmp_path / bad, case.model
@@ -242,15 +245,24 @@ def test_bad_input_fails_clearly(case, deploy_python, tmp_path, bad):
     elif bad == "no_series_number":  # a valid series with an empty SeriesNumber: the stock loader drops it
         _write_dicom_series(case.volume, input_path, case.spacing, series_number="")
         expected = "no DICOM series"
-    else:  # the checkpoint instead of the exported model
+    elif bad == "not_torchscript":  # the checkpoint instead of the exported model
         input_path, model = case.nifti, case.ckpt
         expected = "not a TorchScript archive"
+    else:  # an archive whose inference.json lacks common.json's ids, as `monai.bundle ckpt_export` writes it
+        from bundle.export import EXTRA_INFERENCE, EXTRA_METADATA, load_torchscript
+
+        network, metadata, config = load_torchscript(case.model)
+        partial = {key: value for key, value in config.items() if key not in ("preprocessing", "device")}
+        extra = {EXTRA_METADATA: json.dumps(metadata), EXTRA_INFERENCE: json.dumps(partial)}
+        input_path, model = case.nifti, tmp_path / "partial.ts"
+        torch.jit.save(network, str(model), _extra_files=extra)
+        expected = "lacks ['preprocessing', 'device']"
     proc = _run_app(input_path, tmp_path / "out", model)
     assert proc.returncode != 0
     error = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert error, proc.stderr[-3000:]
     assert expected in error[0]
-    assert str(model if bad == "not_torchscript" else input_path) in error[0]
+    assert str(model if bad in ("not_torchscript", "config_incomplete") else input_path) in error[0]
     assert not (tmp_path / "out" / "classification.json").exists()
 
 
