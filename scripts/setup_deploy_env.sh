@@ -32,12 +32,12 @@ import sys
 import warnings
 
 warnings.filterwarnings("ignore")  # Holoscan warns about the stack size on import
-import highdicom, holoscan, itk, monai, monai.deploy, nibabel, pydicom, torch  # noqa: F401  (import check)
+import highdicom, holoscan, monai, monai.deploy, nibabel, pydicom, torch  # noqa: F401  (import check)
 import bundle, networks, transforms  # noqa: F401  (this bundle's code)
 
 if torch.__version__.split("+")[0] != sys.argv[1]:
     sys.exit(f"[setup-deploy] torch {torch.__version__} installed, {sys.argv[1]} expected")
-names = ("monai-deploy-app-sdk", "holoscan-cu13", "monai", "torch", "pydicom", "highdicom", "nibabel", "itk", "numpy")
+names = ("monai-deploy-app-sdk", "holoscan-cu13", "monai", "torch", "pydicom", "highdicom", "nibabel", "numpy")
 print("[setup-deploy] ready: " + ", ".join(f"{n} {md.version(n)}" for n in names))
 PY
 }

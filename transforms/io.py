@@ -166,7 +166,18 @@ class LoadVolume(Transform):
     def __init__(self) -> None:
         self._loader = LoadImage(image_only=True, dtype=np.float32, ensure_channel_first=True)
         self._nibabel = NibabelReader()
-        self._itk = ITKReader()
+        self._itk_reader: ITKReader | None = None  # made on first NRRD/MHA/DICOM use: NIfTI needs no itk
+
+    @property
+    def _itk(self) -> ITKReader:
+        if self._itk_reader is None:
+            from monai.utils import optional_import
+
+            _, has_itk = optional_import("itk")
+            if not has_itk:
+                raise ImportError("reading NRRD, MHA and DICOM series needs the 'itk' package: pip install itk")
+            self._itk_reader = ITKReader()
+        return self._itk_reader
 
     def __call__(self, path: str | PathLike) -> MetaTensor:
         """

@@ -85,6 +85,13 @@ def test_nifti_exact_values_and_affine(tmp_path, loader, name):
     assert out.meta["filename_or_obj"] == str(path)
 
 
+def test_nifti_does_not_need_itk(tmp_path):
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 2), np.float32), np.eye(4)), str(tmp_path / "v.nii.gz"))
+    loader = LoadVolume()
+    loader(tmp_path / "v.nii.gz")
+    assert loader._itk_reader is None  # the ITK reader is made on first NRRD/MHA/DICOM use only
+
+
 @pytest.mark.parametrize("suffix", [".nrrd", ".mha", ".mhd"])
 def test_itk_formats_exact_values(tmp_path, loader, suffix):
     path = tmp_path / f"vol{suffix}"
