@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from script_support import display_path, machine_info
+from script_support import display_path, machine_info, override_arg
 
 __all__ = [
     "MapScores",
@@ -195,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"), default=[256, 256],
                    help="network input size of whole images (global resolution); training uses it too")
     g.add_argument("--seed", type=int, default=0, help="training seed")
-    g.add_argument("--override", action="append", default=[], metavar="KEY=JSON",
+    g.add_argument("--override", action="append", type=override_arg, default=[], metavar="KEY=JSON",
                    help="extra bundle config override for training and evaluation, e.g. learning_rate=0.001 "
                         "(value parsed as JSON, else taken as a string); repeatable")
     g = p.add_argument_group("GLAM-style saliency")
@@ -218,16 +218,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _parse_override(text: str) -> tuple[str, Any]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise ValueError(f"--override must be KEY=VALUE, got {text!r}")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
-
-
 def _check_args(args: argparse.Namespace) -> None:
     if args.ckpt is not None and not args.ckpt.is_file():
         raise ValueError(f"--ckpt {args.ckpt} is not a file")
@@ -237,8 +227,6 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ValueError("--window-sizes, --num-windows and --image-size must be positive")
     if args.tolerance < 0:
         raise ValueError(f"--tolerance must be >= 0, got {args.tolerance}")
-    for text in args.override:
-        _parse_override(text)
 
 
 # ------------------------------------------------------------------------------------------- the steps
@@ -272,7 +260,7 @@ def _overrides(args: argparse.Namespace, datalist: Path, ckpt: Path) -> dict[str
         "output_dir": str(args.work_dir / "eval"),
         "image_size": list(args.image_size),
         "seed": args.seed,
-        **dict(_parse_override(t) for t in args.override),
+        **dict(args.override),
     }
 
 

@@ -29,7 +29,6 @@ Example::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import warnings
 from collections.abc import Mapping, Sequence
@@ -37,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from script_support import override_arg
 
 __all__ = ["BagModel", "build_network", "build_parser", "export_onnx", "load_weights", "main", "verify_onnx"]
 
@@ -161,16 +161,6 @@ def verify_onnx(
     return worst
 
 
-def _override(text: str) -> tuple[str, Any]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
-
-
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of this script."""
     p = argparse.ArgumentParser(
@@ -185,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bundle config files merged in order, as for monai.bundle run (a method overlay last)")
     p.add_argument("--method", default=None,
                    help="method overlay to append to --config-file, e.g. mi_pre_conv (configs/methods/<method>.json)")
-    p.add_argument("--override", nargs="+", type=_override, default=[], metavar="KEY=VALUE",
+    p.add_argument("--override", nargs="+", type=override_arg, default=[], metavar="KEY=VALUE",
                    help="config values, as JSON where they parse (e.g. backbone_depth=18 'image_size=[64,96]')")
     p.add_argument("--ckpt", default="models/model.pt",
                    help="checkpoint: a state dict (models/model.pt) or a resumable checkpoint with a 'model' entry")

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from script_support import override_arg
 
 __all__ = ["build_parser", "main"]
 
@@ -35,8 +36,6 @@ CONFIGS = REPO / "configs"
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of this script."""
-    from export_onnx import _override
-
     p = argparse.ArgumentParser(
         description="Export a bundle checkpoint to TorchScript carrying metadata.json and the merged inference "
         "config; the exported logits are compared with the checkpoint's.",
@@ -47,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="inference config files merged in order, as for monai.bundle run")
     p.add_argument("--method", default=None,
                    help="method overlay appended to --config-file, e.g. mi_pre_conv (configs/methods/<method>.json)")
-    p.add_argument("--override", nargs="+", type=_override, default=[], metavar="KEY=VALUE",
+    p.add_argument("--override", nargs="+", type=override_arg, default=[], metavar="KEY=VALUE",
                    help="config values the checkpoint was trained with, as JSON where they parse (e.g. "
                    "backbone_depth=18 'image_size=[64,96]'); stored in the archive's inference.json")
     p.add_argument("--meta-file", default=str(CONFIGS / "metadata.json"), help="bundle metadata stored in the archive")

@@ -57,6 +57,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from script_support import override_arg
+
 __all__ = [
     "CHECKS",
     "REQUIRED_FILES",
@@ -97,16 +99,6 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _override(text: str) -> tuple[str, Any]:
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip():
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    try:
-        return key.strip(), json.loads(value)
-    except json.JSONDecodeError:
-        return key.strip(), value
 
 
 def _load_state_dict(ckpt: Path) -> dict:
@@ -475,7 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default=None,
                    help="method overlay the checkpoint was trained with (configs/methods/<method>.json), baked into "
                    "the package configs; default: the configs' network (MIMS-CNN)")
-    p.add_argument("--override", nargs="+", type=_override, default=[], metavar="KEY=VALUE",
+    p.add_argument("--override", nargs="+", type=override_arg, default=[], metavar="KEY=VALUE",
                    help="config values the checkpoint was trained with, baked into the package configs, as JSON where "
                    "they parse (e.g. 'image_size=[32,32]' backbone_depth=18)")
     p.add_argument("--name", default=DEFAULT_NAME, help="bundle folder name in the zip (the zoo's bundle name)")

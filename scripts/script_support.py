@@ -8,12 +8,14 @@ The scripts run as ``python scripts/<name>.py``, so this folder is on ``sys.path
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import platform
 from pathlib import Path
 from typing import Any
 
-__all__ = ["REPO", "display_path", "machine_info"]
+__all__ = ["REPO", "display_path", "machine_info", "override_arg"]
 
 #: the repository (bundle) root
 REPO = Path(__file__).resolve().parents[1]
@@ -44,3 +46,22 @@ def machine_info() -> dict[str, Any]:
         "platform": platform.platform(),
         "system": platform.system(),
     }
+
+
+def override_arg(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` of a ``--override`` option as ``(key, value)``, the value parsed as JSON where it parses.
+
+    For ``argparse`` ``type=``: ``image_size=[32,32]`` gives ``("image_size", [32, 32])``, ``method=mi_pre``
+    gives ``("method", "mi_pre")``. The key is stripped of surrounding spaces.
+
+    Raises:
+        argparse.ArgumentTypeError: no ``=`` or an empty key.
+    """
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value

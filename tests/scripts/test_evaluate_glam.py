@@ -95,12 +95,19 @@ def test_help_from_another_directory(tmp_path):
         (["--epochs", "0"], "--epochs"),
         (["--window-sizes", "0"], "positive"),
         (["--tolerance", "-1"], "--tolerance"),
-        (["--override", "no_equals_sign"], "KEY=VALUE"),
     ],
 )
 def test_rejects_bad_arguments_before_any_work(script, tmp_path, capsys, argv, message):
     assert script.main([*argv, "--work-dir", str(tmp_path / "work")]) == 1
     assert message in capsys.readouterr().err
+    assert not (tmp_path / "work").exists()
+
+
+def test_rejects_a_bad_override_while_parsing(script, tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:  # argparse: usage error, exit status 2
+        script.main(["--override", "no_equals_sign", "--work-dir", str(tmp_path / "work")])
+    assert stop.value.code == 2
+    assert "argument --override: expected KEY=VALUE, got 'no_equals_sign'" in capsys.readouterr().err
     assert not (tmp_path / "work").exists()
 
 

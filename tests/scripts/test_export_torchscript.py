@@ -48,3 +48,24 @@ def test_load_torchscript_names_a_plain_archive(tmp_path):
     torch.jit.script(torch.nn.Linear(2, 2)).save(str(tmp_path / "plain.ts"))
     with pytest.raises(ValueError, match="plain.ts has no extra file"):
         load_torchscript(tmp_path / "plain.ts")
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [("image_size=[32,32]", ("image_size", [32, 32])), ("method=mi_pre", ("method", "mi_pre")),
+     (" epochs =3", ("epochs", 3)), ("name=", ("name", "")), ("a#b=null", ("a#b", None))],
+)
+def test_override_arg(text, expected):
+    from script_support import override_arg
+
+    assert override_arg(text) == expected
+
+
+@pytest.mark.parametrize("text", ["no_equals_sign", "=5", " =5"])
+def test_override_arg_rejects(text):
+    import argparse
+
+    from script_support import override_arg
+
+    with pytest.raises(argparse.ArgumentTypeError, match="expected KEY=VALUE"):
+        override_arg(text)
