@@ -10,7 +10,6 @@ Runs from the main ``.venv``: the model is built and exported here, the app runs
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -21,6 +20,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from bundle_testing import TINY  # tests/ is on sys.path (pytest puts the rootdir conftest's folder there)
 
 pytestmark = pytest.mark.slow
 
@@ -34,15 +34,6 @@ SETUP_COMMAND = "bash scripts/setup_deploy_env.sh"
 SHAPE = (40, 36, 11)
 RESULT_KEYS = {"input", "input_type", "predicted_class", "predicted_label", "probabilities", "num_slices", "model"}
 ATOL = 1e-5
-
-
-def _tiny_overrides() -> dict:
-    """``TINY`` of tests/bundle/bundle_testing.py (loaded by path: tests/bundle is not a package)."""
-    path = REPO / "tests" / "bundle" / "bundle_testing.py"
-    spec = importlib.util.spec_from_file_location("deploy_bundle_testing", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return dict(module.TINY)
 
 
 def _write_dicom_series(
@@ -112,7 +103,7 @@ def case(tmp_path_factory, deploy_python) -> SimpleNamespace:
     from bundle.export import export_torchscript
 
     root = tmp_path_factory.mktemp("deploy_app")
-    overrides = _tiny_overrides()
+    overrides = dict(TINY)
     config_files = [CONFIGS / "common.json", CONFIGS / "inference.json"]
     parser = ConfigParser()
     parser.read_config([str(f) for f in config_files])

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from bundle_testing import TINY  # 32 x 32 slices, ResNet-10 to stage 2, 6 central slices
 
 __all__: list[str] = []
 
@@ -36,8 +37,6 @@ APP = REPO / "scripts" / "monai_label_app"
 LABEL_VENV = REPO / ".venv-label"
 MONAILABEL = LABEL_VENV / "bin" / "monailabel"
 MODEL = "mims_cnn"
-#: small sizes: a ResNet-10 cut after stage 2 on 32 x 32 slices; 6 central slices in chunks of 4
-TINY = {"image_size": [32, 32], "backbone_depth": 10, "feature_stage": 2, "eval_num_slices": 6, "chunk_size": 4}
 #: the test volume: 10 slices along the slice axis (2), of which the central 6 (2..7) are evaluated
 VOLUME_SHAPE = (32, 32, 10)
 STARTUP_TIMEOUT_S = 300.0

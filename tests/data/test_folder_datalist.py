@@ -16,19 +16,13 @@ import pytest
 from monai.data import load_decathlon_datalist
 
 from bundle.data.folder_datalist import build_datalist_from_csv, split_stratified_grouped
+import build_datalist  # scripts/ is on sys.path (tests/conftest.py)
 
 __all__: list[str] = []
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "build_datalist.py"
 KERMANY = Path("/work/shared/data/kermany-oct-mini")
 SPLITS = ("training", "validation", "test")
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("build_datalist", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _write_csv(path: Path, header: list[str], rows: list[list]) -> Path:
@@ -238,7 +232,7 @@ def test_cli(tmp_path, capsys):
     for option in ("--images-dir", "--labels-csv", "--out", "--group-column", "--val-fraction", "--overwrite"):
         assert option in help_text
     images, labels = _dataset(tmp_path)
-    main = _load_script().main
+    main = build_datalist.main
     argv = ["--images-dir", str(images), "--labels-csv", str(labels), "--out", str(tmp_path / "d.json"),
             "--group-column", "patient_id", "--class-names", "normal,dme"]
     assert main(argv) == 0 and "d.json" in capsys.readouterr().out

@@ -18,6 +18,7 @@ from monai.data import load_decathlon_datalist
 from monai.transforms import LoadImage
 
 from bundle.data.medmnist import convert_medmnist3d, load_medmnist3d
+import medmnist_to_nifti  # scripts/ is on sys.path (tests/conftest.py)
 
 __all__: list[str] = []
 
@@ -41,13 +42,6 @@ def _tiny_arrays() -> dict[str, np.ndarray]:
 def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> Path:
     np.savez(path, **arrays)
     return path
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("medmnist_to_nifti", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_tiny_npz_exact_values_and_transpose(tmp_path):
@@ -166,7 +160,7 @@ def test_cli(tmp_path, capsys):
     ).stdout
     for option in ("--npz", "--out", "--overwrite", "--label-names"):
         assert option in help_text
-    main = _load_script().main
+    main = medmnist_to_nifti.main
     npz = _write_npz(tmp_path / "tiny.npz", _tiny_arrays())
     argv = ["--npz", str(npz), "--out", str(tmp_path / "out"), "--no-progress"]
     assert main([*argv, "--label-names", '{"0": "x", "1": "y", "2": "z"}']) == 0

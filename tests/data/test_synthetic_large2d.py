@@ -24,18 +24,12 @@ from bundle.data.synthetic_large2d import (
     to_uint8,
 )
 from transforms import LoadVolumed, ToBagd
+import make_synthetic_large2d  # scripts/ is on sys.path (tests/conftest.py)
 
 __all__: list[str] = []
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "make_synthetic_large2d.py"
 SMALL = (96, 128)  # (H, W) for fast dataset tests
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("make_synthetic_large2d", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _disc_mask(size, lesions):
@@ -222,7 +216,7 @@ def test_cli_help_from_another_directory(tmp_path):
 
 
 def test_cli_writes_with_options_and_refuses(tmp_path, capsys):
-    main = _load_script().main
+    main = make_synthetic_large2d.main
     argv = ["--out", str(tmp_path / "ds"), "--num-train", "2", "--num-val", "1", "--num-test", "1",
             "--size", "64", "80", "--lesion-radius", "3", "3", "--num-lesions", "2", "2", "--no-progress"]
     assert main(argv) == 0

@@ -22,19 +22,13 @@ from bundle.data.synthetic_oct import (
     make_synthetic_oct_dataset,
     simulate_case,
 )
+import make_synthetic_oct  # scripts/ is on sys.path (tests/conftest.py)
 
 __all__: list[str] = []
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "make_synthetic_oct.py"
 SMALL = (48, 64, 12)  # (H, W, D) for fast dataset tests
 SMALL_CFG = SyntheticOCTConfig(central_slices=8)
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("make_synthetic_oct", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _central_range(d: int, central: int) -> range:
@@ -219,7 +213,7 @@ def test_cli_help_from_another_directory(tmp_path):
 
 
 def test_cli_writes_and_refuses(tmp_path, capsys):
-    main = _load_script().main
+    main = make_synthetic_oct.main
     argv = ["--out", str(tmp_path / "ds"), "--num-train", "2", "--num-val", "1", "--num-test", "1",
             "--shape", *map(str, SMALL), "--central-slices", "8", "--no-progress"]
     assert main(argv) == 0

@@ -4,24 +4,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import benchmark  # scripts/ is on sys.path (tests/conftest.py)
 
 __all__: list[str] = []
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "benchmark.py"
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _number_after(text: str, label: str) -> float:
@@ -34,7 +27,7 @@ def _number_after(text: str, label: str) -> float:
 @pytest.fixture(scope="module")
 def quick_report(tmp_path_factory) -> str:
     out = tmp_path_factory.mktemp("benchmark") / "perf.md"
-    assert _load_script().main(["--quick", "--output", str(out)]) == 0
+    assert benchmark.main(["--quick", "--output", str(out)]) == 0
     return out.read_text(encoding="utf-8")
 
 
@@ -95,7 +88,7 @@ def test_help_explains_every_option(tmp_path):
     result = subprocess.run(
         [sys.executable, str(SCRIPT), "--help"], cwd=tmp_path, capture_output=True, text=True, check=True
     )
-    parser = _load_script().build_parser()
+    parser = benchmark.build_parser()
     for action in parser._actions:
         assert action.help, action.option_strings
         for option in action.option_strings:
@@ -114,6 +107,6 @@ def test_help_explains_every_option(tmp_path):
 )
 def test_invalid_arguments_are_refused_before_any_work(argv, tmp_path, capsys):
     out = tmp_path / "perf.md"
-    assert _load_script().main([*argv, "--output", str(out)]) == 1
+    assert benchmark.main([*argv, "--output", str(out)]) == 1
     assert "error:" in capsys.readouterr().err
     assert not out.exists()

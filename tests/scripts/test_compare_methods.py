@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import re
 import subprocess
@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from bundle_testing import TINY, TINY_TRAIN
 
 __all__: list[str] = []
 
@@ -21,18 +22,10 @@ COMPARE_SCRIPT = COMPARE_REPO / "scripts" / "compare_methods.py"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def _load_by_path(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def cm():
-    """The script as a module."""
-    return _load_by_path("compare_methods_under_test", COMPARE_SCRIPT)
+    """The script as a module (scripts/ is on sys.path: tests/conftest.py)."""
+    return importlib.import_module("compare_methods")
 
 
 @pytest.fixture(scope="module")
@@ -397,8 +390,7 @@ def test_incomplete_mlflow_runs_are_renamed_before_a_new_attempt(cm, tmp_path):
 
 
 def _tiny_overrides() -> list[str]:
-    testing = _load_by_path("compare_bundle_testing", COMPARE_REPO / "tests" / "bundle" / "bundle_testing.py")
-    return [f"{k}={json.dumps(v)}" for k, v in {**testing.TINY, **testing.TINY_TRAIN}.items()]
+    return [f"{k}={json.dumps(v)}" for k, v in {**TINY, **TINY_TRAIN}.items()]
 
 
 def _mtime(path: Path) -> int | None:

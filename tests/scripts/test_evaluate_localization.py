@@ -4,9 +4,8 @@
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,12 +19,8 @@ SCRIPT = REPO / "scripts" / "evaluate_localization.py"
 
 @pytest.fixture(scope="module")
 def el():
-    """The script as a module."""
-    spec = importlib.util.spec_from_file_location("evaluate_localization_under_test", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    """The script as a module (scripts/ is on sys.path: tests/conftest.py)."""
+    return importlib.import_module("evaluate_localization")
 
 
 @pytest.mark.parametrize(

@@ -4,11 +4,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 import torch
+import export_onnx  # scripts/ is on sys.path (tests/conftest.py)
 
 onnx = pytest.importorskip("onnx")
 onnxruntime = pytest.importorskip("onnxruntime")
@@ -20,13 +20,6 @@ SCRIPT = REPO / "scripts" / "export_onnx.py"
 CONFIGS = REPO / "configs"
 #: small sizes: a ResNet-10 cut after stage 2 on 32 x 32 slices
 OVERRIDES = {"image_size": [32, 32], "backbone_depth": 10, "feature_stage": 2}
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("export_onnx", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _checkpoint(script, method: str, path: Path, resumable: bool) -> torch.nn.Module:
@@ -54,7 +47,7 @@ def _checkpoint(script, method: str, path: Path, resumable: bool) -> torch.nn.Mo
 def test_onnxruntime_gives_the_checkpoint_logits(method, with_mask, resumable, tmp_path):
     import numpy as np
 
-    script = _load_script()
+    script = export_onnx
     ckpt = tmp_path / "model.pt"
     network = _checkpoint(script, method, ckpt, resumable)
     output = tmp_path / f"{method}.onnx"
@@ -84,7 +77,7 @@ def test_onnxruntime_gives_the_checkpoint_logits(method, with_mask, resumable, t
 
 
 def test_checkpoint_of_another_network_is_refused(tmp_path):
-    script = _load_script()
+    script = export_onnx
     ckpt = tmp_path / "model.pt"
     _checkpoint(script, "mi_pre_conv", ckpt, resumable=False)
     with pytest.raises(RuntimeError, match="Missing key"):

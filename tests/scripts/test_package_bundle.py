@@ -14,15 +14,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from bundle_testing import TINY, TINY_TRAIN
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA = REPO.parent / "shared" / "reference" / "monai-bundle-meta-schema-20240725.json"
 NAME = "tiny_mims"
-#: baked into the package (the checkpoint is trained with them)
-TINY = {"image_size": [32, 32], "backbone_depth": 10, "feature_stage": 2, "eval_num_slices": 6, "chunk_size": 4,
-        "cache_workers": 0}
-TRAIN_ARGS = ["--epochs", "1", "--train_batch_size", "2", "--val_batch_size", "2", "--train_central_slices", "6",
-              "--train_min_slices", "3", "--train_max_slices", "5", "--num_overlay_cases", "0", "--run_stamp", "r"]
+#: TINY is baked into the package (the checkpoint is built with it); TINY_TRAIN goes on the command line
+TRAIN_SETTINGS = {**TINY_TRAIN, "num_overlay_cases": 0, "run_stamp": "r"}
+TRAIN_ARGS = [arg for key, value in TRAIN_SETTINGS.items() for arg in (f"--{key}", str(value))]
 
 
 def _run(command: list[str], cwd: Path, pythonpath: Path) -> subprocess.CompletedProcess:

@@ -4,21 +4,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import run_demo  # scripts/ is on sys.path (tests/conftest.py)
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "run_demo.py"
-
-
-def _load_demo():
-    spec = importlib.util.spec_from_file_location("run_demo", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_help_runs_from_another_folder(tmp_path):
@@ -28,7 +21,7 @@ def test_help_runs_from_another_folder(tmp_path):
 
 @pytest.mark.slow
 def test_demo_learns_the_synthetic_task(tmp_path):
-    metrics = _load_demo().run_demo(["--bundle-root", str(tmp_path)])
+    metrics = run_demo.run_demo(["--bundle-root", str(tmp_path)])
     assert metrics["num_cases"] == 60
     assert metrics["auroc"] >= 0.85, metrics  # docs/README.md reports what the demo reaches
     assert (tmp_path / "models" / "model.pt").is_file()
