@@ -89,7 +89,7 @@ REQUIRED_FILES = (
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
 #: the MONAI Deploy and MONAI Label apps run the bundle from the repository, in their own environments
 _SCRIPTS_IGNORED = shutil.ignore_patterns(
-    "__pycache__", "*.pyc", "monai_deploy_app", "monai_label_app", "setup_*_env.sh"
+    "__pycache__", "*.pyc", "monai_deploy_app", "monai_label_app", "setup_*_env.sh", "app_env_support.sh"
 )
 
 

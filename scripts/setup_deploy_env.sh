@@ -21,9 +21,13 @@ TORCH_VERSION=2.13.0
 REQUIREMENTS=scripts/monai_deploy_app/requirements.txt
 py="$VENV/bin/python"
 stamp="$VENV/.mims_deploy_setup"
-# the environment is up to date when this script, the requirements and pyproject.toml are unchanged
-want="$(cat "${BASH_SOURCE[0]}" "$REQUIREMENTS" pyproject.toml | sha256sum | cut -d' ' -f1)"
+# the environment is up to date when this script, app_env_support.sh, the requirements and pyproject.toml
+# are unchanged
+want="$(cat "${BASH_SOURCE[0]}" scripts/app_env_support.sh "$REQUIREMENTS" pyproject.toml | sha256sum | cut -d' ' -f1)"
 start=$SECONDS
+TAG=setup-deploy
+# shellcheck source=scripts/app_env_support.sh
+source scripts/app_env_support.sh
 
 check() {
     "$py" - "$TORCH_VERSION" <<'PY'
@@ -42,18 +46,12 @@ print("[setup-deploy] ready: " + ", ".join(f"{n} {md.version(n)}" for n in names
 PY
 }
 
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ "${FORCE:-0}" != 1 ] && check 2>/dev/null; then
+if stamp_is_current && check 2>/dev/null; then
     echo "[setup-deploy] $VENV is up to date (delete $stamp or set FORCE=1 to reinstall) [$((SECONDS - start)) s]"
     exit 0
 fi
 rm -f "$stamp"
-if [ ! -x "$py" ]; then
-    echo "[setup-deploy] creating $VENV with $("$PYTHON" --version)"
-    "$PYTHON" -m venv "$VENV"
-fi
-# this machine's pip configuration prints one "WARNING: Location ..." line per package: hidden
-pip_install() { "$py" -m pip install --quiet --disable-pip-version-check "$@" 2> >(grep -v "^WARNING: Location" >&2); }
-have() { "$py" -c "import importlib.metadata as m, sys; sys.exit(m.version('$1').split('+')[0] != '$2')" 2>/dev/null; }
+make_venv
 
 if have torch "$TORCH_VERSION"; then
     echo "[setup-deploy] torch $TORCH_VERSION already installed"
@@ -61,9 +59,7 @@ else
     echo "[setup-deploy] installing torch==$TORCH_VERSION first"
     pip_install "torch==$TORCH_VERSION"
 fi
-constraints="$(mktemp)"
-trap 'rm -f "$constraints"' EXIT
-printf 'torch==%s\n' "$TORCH_VERSION" >"$constraints"
+write_constraints "torch==$TORCH_VERSION"
 echo "[setup-deploy] installing $REQUIREMENTS (MONAI Deploy App SDK, Holoscan, MONAI, DICOM and image readers) with torch held"
 pip_install -c "$constraints" -r "$REQUIREMENTS"
 echo "[setup-deploy] installing this bundle without dependencies (pip install --no-deps -e .)"

@@ -22,9 +22,12 @@ MONAILABEL_VERSION=0.8.5
 PINS=("pydicom<3" "dicomweb-client<0.60" "pynetdicom<3")
 py="$VENV/bin/python"
 stamp="$VENV/.mims_label_setup"
-# the environment is up to date when this script and pyproject.toml are unchanged since the last run
-want="$(cat "${BASH_SOURCE[0]}" pyproject.toml | sha256sum | cut -d' ' -f1)"
+# the environment is up to date when this script, app_env_support.sh and pyproject.toml are unchanged
+want="$(cat "${BASH_SOURCE[0]}" scripts/app_env_support.sh pyproject.toml | sha256sum | cut -d' ' -f1)"
 start=$SECONDS
+TAG=setup-label
+# shellcheck source=scripts/app_env_support.sh
+source scripts/app_env_support.sh
 
 # the versions that matter, read from the installed metadata (no import: fast)
 versions() {
@@ -39,19 +42,13 @@ check() {
     "$py" -c "import torch, torchvision, monai, monailabel, monailabel.tasks.infer.bundle, networks, transforms, bundle"
 }
 
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ "${FORCE:-0}" != 1 ] && have_all=$(versions 2>/dev/null); then
+if stamp_is_current && have_all=$(versions 2>/dev/null); then
     echo "[setup-label] $VENV is up to date: $have_all"
     echo "[setup-label] nothing to do (FORCE=1 reinstalls) [$((SECONDS - start)) s]"
     exit 0
 fi
 rm -f "$stamp"
-if [ ! -x "$py" ]; then
-    echo "[setup-label] creating $VENV with $("$PYTHON" --version)"
-    "$PYTHON" -m venv "$VENV"
-fi
-# this machine's pip configuration prints one "WARNING: Location ..." line per package: hidden
-pip_install() { "$py" -m pip install --quiet --disable-pip-version-check "$@" 2> >(grep -v "^WARNING: Location" >&2); }
-have() { "$py" -c "import importlib.metadata as m, sys; sys.exit(m.version('$1').split('+')[0] != '$2')" 2>/dev/null; }
+make_venv
 
 if have torch "$TORCH_VERSION" && have torchvision "$TORCHVISION_VERSION"; then
     echo "[setup-label] torch $TORCH_VERSION and torchvision $TORCHVISION_VERSION already installed"
@@ -59,9 +56,7 @@ else
     echo "[setup-label] installing torch==$TORCH_VERSION torchvision==$TORCHVISION_VERSION (large download/unpack)"
     pip_install "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION"
 fi
-constraints="$(mktemp)"
-trap 'rm -f "$constraints"' EXIT
-printf 'torch==%s\ntorchvision==%s\n' "$TORCH_VERSION" "$TORCHVISION_VERSION" >"$constraints"
+write_constraints "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION"
 echo "[setup-label] installing monailabel==$MONAILABEL_VERSION ${PINS[*]} and this bundle (pip install -e .) with torch held"
 pip_install -c "$constraints" "monailabel==$MONAILABEL_VERSION" "${PINS[@]}" -e .
 if ! have torch "$TORCH_VERSION"; then
