@@ -86,6 +86,8 @@ def load_weights(network: torch.nn.Module, ckpt: str | Path, key: str | None = N
             that entry and it is a dict, else the checkpoint itself.
     """
     content = torch.load(ckpt, map_location="cpu", weights_only=True)
+    if not isinstance(content, Mapping):
+        raise ValueError(f"{ckpt} is not a state dict nor a checkpoint with a 'model' state dict")
     if key is None:
         key = "model" if isinstance(content.get("model"), Mapping) else None
     if key is not None:

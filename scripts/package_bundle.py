@@ -101,18 +101,6 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _load_state_dict(ckpt: Path) -> dict:
-    """The state dict of a bundle checkpoint: the file itself, or its ``"model"`` entry (resumable checkpoints)."""
-    import torch
-
-    content = torch.load(ckpt, map_location="cpu", weights_only=True)
-    if isinstance(content, Mapping) and isinstance(content.get("model"), Mapping):
-        content = content["model"]
-    if not isinstance(content, Mapping):
-        raise ValueError(f"{ckpt} is not a state dict nor a checkpoint with a 'model' state dict")
-    return dict(content)
-
-
 def _write_yaml_list(path: Path, entries: Sequence[Mapping[str, str]]) -> None:
     """``large_files.yml`` in the model zoo's format (a ``large_files`` list of path/url/hash entries)."""
     lines = ["large_files:"]
@@ -157,6 +145,8 @@ def build_package(
     """
     from monai.bundle import ConfigParser
 
+    from export_onnx import load_weights
+
     from bundle.export import export_torchscript, merged_config
 
     repo, output_dir, ckpt = Path(repo), Path(output_dir), Path(ckpt)
@@ -199,9 +189,8 @@ def build_package(
     parser = ConfigParser()
     parser.read_config(str(stage / "configs" / "inference.json"))
     network = parser.get_parsed_content("network_def")
-    state = _load_state_dict(ckpt)
     try:
-        network.load_state_dict(state, strict=True)
+        load_weights(network, ckpt)  # strict; a resumable checkpoint's "model" entry
     except RuntimeError as err:
         raise RuntimeError(
             f"{ckpt} does not fit network_def of the package configs (method {method or 'from configs'}, "
@@ -379,16 +368,14 @@ def _check_large_files(bundle: Path, **_: Any) -> str:
 
 
 def _check_lint(bundle: Path, **_: Any) -> str:
-    if shutil.which("ruff") is None and subprocess.run(
-        [sys.executable, "-m", "ruff", "--version"], capture_output=True
-    ).returncode:
-        raise RuntimeError("ruff is not installed: pip install -e '.[test]' (or pass --skip-lint)")
     targets = [str(bundle / p) for p in (*CODE_PACKAGES, "scripts")]
     result = subprocess.run(
         [sys.executable, "-m", "ruff", "check", "--config", str(bundle / "pyproject.toml"), *targets],
         capture_output=True,
         text=True,
     )
+    if "No module named ruff" in result.stderr:
+        raise RuntimeError("ruff is not installed: pip install -e '.[test]' (or pass --skip-lint)")
     if result.returncode:
         raise RuntimeError(f"ruff found problems:\n{result.stdout}{result.stderr}")
     return "ruff check (pyproject settings) clean"
@@ -434,12 +421,11 @@ def check_package(bundle: str | Path, schema: str | None = None, skip: Sequence[
     bundle = Path(bundle).resolve()
     if schema not in (None, "download"):
         schema = str(Path(schema).resolve())
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(bundle), *filter(None, [env.get("PYTHONPATH")])])
+    # the package's code first; the child finds this script's module through scripts/ of the package itself
+    path = [str(bundle / "scripts"), str(bundle), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
     command = [sys.executable, "-c", "import sys; from package_bundle import _child; sys.exit(_child())", str(bundle)]
     command += ["--schema", schema or "", "--skip", *skip]
-    # the child finds this script's module through scripts/ of the package itself
-    env["PYTHONPATH"] = os.pathsep.join([str(bundle / "scripts"), env["PYTHONPATH"]])
     with tempfile.TemporaryDirectory() as cwd:  # not the repository: its folders would shadow the package
         return subprocess.run(command, env=env, cwd=cwd).returncode == 0
 
