@@ -44,6 +44,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from script_support import reset_peak_rss
+
 if TYPE_CHECKING:
     from monai.bundle import ConfigParser
 
@@ -93,7 +95,8 @@ _RESULT_MARK = "BENCHMARK_RESULT "
 # process would report our peak as its own. The launcher is small, so its child's ru_maxrss is its own.
 _LAUNCHER = "import subprocess, sys; sys.exit(subprocess.call(sys.argv[1:]))"
 _WORKER_STUB = (
-    "import importlib.util, sys\n"
+    "import importlib.util, os, sys\n"
+    "sys.path.insert(0, os.path.dirname(os.path.abspath(sys.argv[1])))  # scripts/, as `python scripts/x.py` has\n"
     "spec = importlib.util.spec_from_file_location('mims_benchmark_worker', sys.argv[1])\n"
     "module = importlib.util.module_from_spec(spec)\n"
     "spec.loader.exec_module(module)\n"
@@ -128,19 +131,6 @@ def _ru_maxrss_kib() -> int:
     """``resource.getrusage(RUSAGE_SELF).ru_maxrss`` in KiB (macOS reports bytes)."""
     value = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return value // 1024 if sys.platform == "darwin" else value
-
-
-def _reset_peak_rss() -> bool:
-    """Reset the kernel's peak-RSS mark of this process to its current RSS; False where impossible (not Linux).
-
-    ``ru_maxrss`` then reports the peak since the reset, unless a larger value was inherited at exec().
-    """
-    try:
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
 
 
 def _mib(kib: float) -> float:
@@ -415,7 +405,7 @@ def _memory_worker(spec: dict[str, Any]) -> dict[str, Any]:
     mask = torch.ones(1, n, dtype=torch.bool)  # what pad_bag_collate gives a batch of one volume
     gc.collect()
     before = _rss_now_kib()
-    reset = _reset_peak_rss()
+    reset = reset_peak_rss()
     with eval_mode(network):
         for _ in range(int(spec["repeats"])):
             logits = inferer(x, network, mask=mask) if spec["chunked"] else network(x, mask=mask)
@@ -468,7 +458,7 @@ def _backbone_worker(spec: dict[str, Any]) -> dict[str, Any]:
         """(slices/s, peak RSS MiB, increment MiB) of ``warmup + iterations`` calls of ``fn``."""
         gc.collect()
         before = _rss_now_kib()
-        _reset_peak_rss()
+        reset_peak_rss()
         times = []
         for i in range(warmup + iterations):
             t0 = time.perf_counter()

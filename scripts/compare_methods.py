@@ -51,7 +51,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from script_support import display_path, machine_info
+from script_support import display_path, machine_info, reset_peak_rss
 
 __all__ = [
     "MethodSpec",
@@ -340,16 +340,6 @@ def max_rss_bytes() -> int:
     """``ru_maxrss`` of this process in bytes (KiB on Linux, bytes on macOS)."""
     value = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return value if sys.platform == "darwin" else value * 1024
-
-
-def reset_peak_rss() -> bool:
-    """Reset the kernel's peak-RSS mark to the current RSS (Linux ``clear_refs``); False where impossible."""
-    try:
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
 
 
 class IterationTimer:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib.util
 import json
 import shlex
 import statistics
@@ -32,18 +31,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from script_support import reset_peak_rss
+
 REPO = Path(__file__).resolve().parents[1]
 WORKER_COMMAND = "_measure"
 REFERENCE = "mi_pre_conv"
-
-
-def _compare_module() -> ModuleType:
-    """``scripts/compare_methods.py`` as a module (method specs, memory helpers, machine facts)."""
-    spec = importlib.util.spec_from_file_location("_method_cost_compare", REPO / "scripts" / "compare_methods.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the file runs
-    spec.loader.exec_module(module)
-    return module
 
 
 def measure(job: dict[str, Any]) -> dict[str, Any]:
@@ -52,7 +44,7 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
     from monai.bundle import ConfigParser
     from monai.utils import set_determinism
 
-    cm = _compare_module()
+    import compare_methods as cm  # method specs, memory helpers, machine facts (scripts/ is on sys.path)
     if job["threads"]:
         torch.set_num_threads(job["threads"])
     set_determinism(seed=0)
@@ -83,7 +75,7 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
         return time.perf_counter() - start
 
     baseline = cm.rss_bytes()
-    reset = cm.reset_peak_rss()
+    reset = reset_peak_rss()
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
     times = [step() for _ in range(job["warmup"] + job["steps"])][job["warmup"] :]
@@ -171,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(measure(json.loads(argv[1]))))
         return 0
     args = build_parser().parse_args(argv)
-    cm = _compare_module()
+    import compare_methods as cm  # method specs, memory helpers, machine facts (scripts/ is on sys.path)
     registry = cm.load_method_registry()
     try:
         specs = cm.expand_method_specs(args.methods, registry)

@@ -15,7 +15,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
-__all__ = ["REPO", "display_path", "machine_info", "override_arg"]
+__all__ = ["REPO", "display_path", "machine_info", "override_arg", "reset_peak_rss"]
 
 #: the repository (bundle) root
 REPO = Path(__file__).resolve().parents[1]
@@ -65,3 +65,19 @@ def override_arg(text: str) -> tuple[str, Any]:
         return key, json.loads(value)
     except json.JSONDecodeError:
         return key, value
+
+
+def reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS mark of this process to its current RSS (Linux ``clear_refs``).
+
+    ``ru_maxrss`` then reports the peak since the reset, unless a larger value was inherited at exec().
+
+    Returns:
+        False where that is impossible (not Linux).
+    """
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
