@@ -1,19 +1,26 @@
 # Copyright (c) 2026 MIMS-CNN bundle contributors
 # Licensed under the Apache License, Version 2.0 (see LICENSE at the repository root).
 """The Python glue the bundle configs call: datalists, collation, inferers, handlers, optimizers,
-localization outputs.
+localization outputs, and the library behind the command-line tools in ``scripts/``.
 
-``bundle.data`` (data preparation: synthetic data, MedMNIST conversion, datalist building) is not
-imported here; the scripts import it when they need it.
+Importing ``bundle`` loads nothing else: a submodule is imported the first time it is named
+(``bundle.datalist.load_datalist`` in a config, ``from bundle import reports`` in a script), so the
+configs' ``$import bundle`` and the light tools (reports, config merging) stay cheap.
 """
 
 from __future__ import annotations
 
-from . import collate, datalist, handlers, inferers, localization, methods, metrics, optim, prepare_batch
+import importlib
+from typing import Any
 
 __all__ = [
     "collate",
+    "comparison",
+    "config",
+    "data",
     "datalist",
+    "distributed",
+    "export",
     "handlers",
     "inferers",
     "localization",
@@ -21,4 +28,12 @@ __all__ = [
     "metrics",
     "optim",
     "prepare_batch",
+    "reports",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import the submodule ``bundle.<name>`` on first access (PEP 562)."""
+    if name in __all__:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

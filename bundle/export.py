@@ -26,30 +26,12 @@ from typing import Any
 
 import torch
 
+from bundle.config import merged_config
+
 __all__ = ["EXTRA_INFERENCE", "EXTRA_METADATA", "export_torchscript", "load_torchscript", "merged_config"]
 
 EXTRA_METADATA = "metadata.json"
 EXTRA_INFERENCE = "inference.json"
-
-
-def merged_config(config_files: Sequence[str | Path], overrides: Mapping[str, Any] | None = None) -> dict:
-    """The raw (unresolved) config of ``config_files`` merged in order, with ``overrides`` (``a#b`` ids) applied.
-
-    Raises:
-        FileNotFoundError: naming a config file that does not exist.
-    """
-    from monai.bundle import ConfigParser
-
-    missing = [str(f) for f in config_files if not Path(f).is_file()]
-    if missing:
-        raise FileNotFoundError(f"config file(s) not found: {', '.join(missing)}")
-    parser = ConfigParser()
-    parser.read_config([str(f) for f in config_files])
-    for key, value in (overrides or {}).items():
-        parser[key] = value
-    config = parser.get()
-    config.pop("_meta_", None)
-    return config
 
 
 def export_torchscript(

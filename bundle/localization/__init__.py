@@ -9,7 +9,7 @@ from .grad_input import INPUT_LAYER, GradientTimesInput, default_layer
 from .metrics import heatmap_auroc, key_slice_hit, pointing_game_hit
 from .overlay import DEFAULT_COLORMAP, montage, overlay_heatmap, save_png
 from .provenance import TopKProvenance, decode_feature_index, key_slices, slice_scores, target_margin
-from .writer import LocalizationWriter, ValidationOverlayLogger, as_bool, heatmap_volume, localize_case
+from .writer import LocalizationWriter, ValidationOverlayLogger, heatmap_volume, localize_case
 
 __all__ = [
     "DEFAULT_COLORMAP",
@@ -19,7 +19,6 @@ __all__ = [
     "LocalizationWriter",
     "TopKProvenance",
     "ValidationOverlayLogger",
-    "as_bool",
     "decode_feature_index",
     "default_layer",
     "heatmap_auroc",

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from ignite.engine import Engine, Events
 
+from bundle.config import as_bool
 from bundle.handlers import _case_name, _mlflow_handlers
 
 from .grad_input import GradientTimesInput
@@ -34,7 +35,6 @@ from .overlay import DEFAULT_COLORMAP, heatmap_to_uint8, montage, overlay_heatma
 from .provenance import key_slices, slice_scores
 
 __all__ = [
-    "as_bool",
     "CaseLocalization",
     "localize_case",
     "heatmap_volume",
@@ -49,32 +49,6 @@ logger = logging.getLogger(__name__)
 
 #: suffixes stripped from a case's file name to name its outputs
 _STRIP_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
-
-
-_TRUE = ("true", "yes", "on", "1")
-_FALSE = ("false", "no", "off", "0")
-
-
-def as_bool(value: Any, name: str = "value") -> bool:
-    """A switch given in a config or on the command line as a bool.
-
-    ``python -m monai.bundle run ... --localize true`` passes the string ``"true"`` (python-fire keeps
-    lower-case words as strings), and ``bool("false")`` is True, so strings are parsed.
-
-    Args:
-        value: a bool, 0 or 1, or one of ``true/false``, ``yes/no``, ``on/off``, ``1/0`` (any case).
-        name: the setting's name, for the error message.
-
-    Raises:
-        ValueError: any other value.
-    """
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
-        return value.strip().lower() in _TRUE
-    raise ValueError(f"{name} must be true or false, got {value!r}")
 
 
 @dataclass

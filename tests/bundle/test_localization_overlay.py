@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bundle.localization import as_bool, heatmap_volume, montage, overlay_heatmap, save_png
+from bundle.config import as_bool
+from bundle.localization import heatmap_volume, montage, overlay_heatmap, save_png
 from bundle.localization.writer import case_file_stem
 
 

@@ -1,0 +1,145 @@
+# Copyright (c) 2026 MIMS-CNN bundle contributors
+# Licensed under the Apache License, Version 2.0 (see LICENSE at the repository root).
+"""What every report of the bundle records about where it ran, and how reports are written.
+
+Benchmarks, comparisons and evaluation pages state the machine, the library versions, the load and
+the memory they ran with; these are the one place that measures them. Importing this module loads
+neither torch nor MONAI (they are imported where versions are asked for).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import resource
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "atomic_write",
+    "display_path",
+    "load_average",
+    "machine_info",
+    "machine_text",
+    "peak_rss_bytes",
+    "reset_peak_rss",
+    "rss_bytes",
+    "versions",
+    "versions_text",
+]
+
+#: the repository (bundle) root
+REPO = Path(__file__).resolve().parents[1]
+
+
+def display_path(path: str | os.PathLike, root: str | os.PathLike = REPO) -> str:
+    """``path`` relative to ``root`` (default: the repository) when inside it, else absolute."""
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(Path(root).resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _proc_field(path: str, name: str) -> str | None:
+    """The value of the first ``name: value`` line of a ``/proc`` file (None where unreadable)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.lower().startswith(name.lower()):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU model (``/proc/cpuinfo``, else what ``platform`` knows), core counts, RAM, OS and platform."""
+    cpu = _proc_field("/proc/cpuinfo", "model name") or platform.processor() or platform.machine() or "unknown CPU"
+    mem_total = _proc_field("/proc/meminfo", "MemTotal")  # "<n> kB"
+    if mem_total:
+        ram_gib = int(mem_total.split()[0]) / 1024**2
+    else:
+        try:
+            ram_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
+        except (AttributeError, ValueError, OSError):
+            ram_gib = float("nan")
+    return {
+        "cpu": cpu,
+        "logical_cores": os.cpu_count(),
+        "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "ram_gib": ram_gib,
+        "platform": platform.platform(),
+        "system": platform.system(),
+    }
+
+
+def machine_text(machine: dict[str, Any] | None = None) -> str:
+    """One line: CPU model and usable of logical cores (of ``machine``, default this machine)."""
+    m = machine_info() if machine is None else machine
+    return f"{m.get('cpu')}, {m.get('usable_cores')} usable of {m.get('logical_cores')} logical cores"
+
+
+def versions(packages: tuple[str, ...] = ("torch", "monai", "numpy")) -> dict[str, str]:
+    """Python and the installed versions of ``packages`` (``"not installed"`` where missing), without importing
+    them."""
+    found = {"python": platform.python_version()}
+    for package in packages:
+        try:
+            found[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            found[package] = "not installed"
+    return found
+
+
+def versions_text(packages: tuple[str, ...] = ("torch", "monai", "numpy")) -> str:
+    """``python 3.11.7, torch 2.13.0, monai 1.6.1, numpy ...``."""
+    return ", ".join(f"{name} {version}" for name, version in versions(packages).items())
+
+
+def load_average() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages (None where the OS has none)."""
+    return list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+
+
+def atomic_write(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename, so a reader never
+    sees half a file and an interrupted write leaves the old one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def peak_rss_bytes() -> int:
+    """``ru_maxrss`` of this process in bytes (KiB on Linux, bytes on macOS)."""
+    value = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return value if sys.platform == "darwin" else value * 1024
+
+
+def rss_bytes() -> int:
+    """Current resident set size of this process (``/proc/self/statm``; else the peak from ``resource``)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return peak_rss_bytes()
+
+
+def reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS mark of this process to its current RSS (Linux ``clear_refs``).
+
+    ``ru_maxrss`` then reports the peak since the reset, unless a larger value was inherited at exec().
+
+    Returns:
+        False where that is impossible (not Linux).
+    """
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
