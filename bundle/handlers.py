@@ -29,7 +29,15 @@ import numpy as np
 import torch
 from ignite.engine import Engine, Events
 
-__all__ = ["PredictionsWriter", "MetricsWriter", "PromoteCheckpoint", "MLflowRunExtras", "atomic_write_text"]
+__all__ = [
+    "PredictionsWriter",
+    "MetricsWriter",
+    "PromoteCheckpoint",
+    "MLflowRunExtras",
+    "atomic_write_text",
+    "case_name",
+    "mlflow_handlers",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +63,9 @@ def _to_python(value: Any, squeeze: bool = True) -> Any:
     return value
 
 
-def _case_name(item: Mapping, batch_item: Mapping | None, key: str) -> str:
+def case_name(item: Mapping, batch_item: Mapping | None, key: str) -> str:
+    """The source file of a case (``filename_or_obj`` of ``key``'s metadata) in a decollated ``item`` or its
+    ``batch_item``; ``""`` when neither carries one."""
     for source in (item, batch_item or {}):
         value = source.get(key)
         meta = getattr(value, "meta", None)
@@ -123,7 +133,7 @@ class PredictionsWriter:
             names = self.class_names or [str(c) for c in range(len(probs))]
             if len(names) != len(probs):
                 raise ValueError(f"{len(names)} class names given for {len(probs)} predicted classes")
-            row: dict[str, Any] = {"case": _case_name(item, batch_item, self.image_key)}
+            row: dict[str, Any] = {"case": case_name(item, batch_item, self.image_key)}
             label = item.get(self.label_key)
             if label is None and batch_item is not None:
                 label = batch_item.get(self.label_key)
@@ -216,7 +226,7 @@ class PromoteCheckpoint:
         logger.info(f"best checkpoint {self.source} promoted to {self.target}")
 
 
-def _mlflow_handlers(engine: Engine) -> list:
+def mlflow_handlers(engine: Engine) -> list:
     """The MONAI ``MLFlowHandler`` objects attached to ``engine`` (those ``--tracking mlflow`` adds)."""
     from monai.handlers import MLFlowHandler
 
@@ -253,12 +263,12 @@ class MLflowRunExtras:
         engine.add_event_handler(Events.EXCEPTION_RAISED, self._mark_failed)
 
     def _log_params(self, engine: Engine) -> None:
-        for handler in _mlflow_handlers(engine):
+        for handler in mlflow_handlers(engine):
             if handler.cur_run is not None and self.params:
                 handler._log_params(self.params)
 
     def _log_artifacts(self, engine: Engine) -> None:
-        for handler in _mlflow_handlers(engine):
+        for handler in mlflow_handlers(engine):
             if handler.cur_run is None:
                 continue
             for path in self.artifacts:
@@ -268,7 +278,7 @@ class MLflowRunExtras:
                     logger.info(f"MLflow: artifact {path} does not exist, not logged")
 
     def _mark_failed(self, engine: Engine, e: BaseException) -> None:
-        for handler in _mlflow_handlers(engine):
+        for handler in mlflow_handlers(engine):
             if handler.cur_run is not None:
                 handler.client.set_terminated(handler.cur_run.info.run_id, "FAILED")
                 handler.cur_run = None

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from ignite.engine import Engine, Events
 
 from bundle.config import as_bool
-from bundle.handlers import _case_name, _mlflow_handlers
+from bundle.handlers import case_name, mlflow_handlers
 
 from .grad_input import GradientTimesInput
 from .overlay import DEFAULT_COLORMAP, heatmap_to_uint8, montage, overlay_heatmap, save_png
@@ -323,7 +323,7 @@ class LocalizationWriter:
         if self.explainer is None:
             self._start(engine)
         for item, batch_item in zip(outputs, batches):
-            case = _case_name(item, batch_item, self.image_key) or f"case {len(self._stems) + 1}"
+            case = case_name(item, batch_item, self.image_key) or f"case {len(self._stems) + 1}"
             try:
                 self._write_case(item, batch_item, case)
             except Exception as e:
@@ -478,7 +478,7 @@ class ValidationOverlayLogger:
                 continue
             chosen.append(
                 {
-                    "case": _case_name({}, batch_item, self.image_key),
+                    "case": case_name({}, batch_item, self.image_key),
                     "image": _plain(batch_item[self.image_key]),
                     "mask": _plain(batch_item.get(self.mask_key)),
                     "slice_indices": _plain(batch_item.get(self.indices_key)),
@@ -515,7 +515,7 @@ class ValidationOverlayLogger:
 
     @staticmethod
     def _log_to_mlflow(engine: Engine, paths: list[Path], artifact_path: str) -> None:
-        for handler in _mlflow_handlers(engine):
+        for handler in mlflow_handlers(engine):
             if handler.cur_run is None:
                 continue
             for path in paths:
