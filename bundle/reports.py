@@ -76,10 +76,19 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def machine_text(machine: dict[str, Any] | None = None) -> str:
-    """One line: CPU model and usable of logical cores (of ``machine``, default this machine)."""
+def machine_text(machine: dict[str, Any] | None = None, logical: bool = True, os_key: str | None = None) -> str:
+    """One line: CPU model and usable of logical cores (of ``machine``, default this machine).
+
+    Args:
+        machine: a :func:`machine_info` dictionary; None: this machine.
+        logical: name the logical cores too (``2 usable of 4 logical cores``); False: ``2 usable cores``.
+        os_key: a key of :func:`machine_info` whose value ends the line after a comma (``"system"``: ``Linux``;
+            ``"platform"``: the full platform string); None: no operating system.
+    """
     m = machine_info() if machine is None else machine
-    return f"{m.get('cpu')}, {m.get('usable_cores')} usable of {m.get('logical_cores')} logical cores"
+    cores = f"{m.get('usable_cores')} usable" + (f" of {m.get('logical_cores')} logical" if logical else "")
+    text = f"{m.get('cpu')}, {cores} cores"
+    return text if os_key is None else f"{text}, {m.get(os_key)}"
 
 
 def versions(packages: tuple[str, ...] = ("torch", "monai", "numpy")) -> dict[str, str]:
@@ -94,9 +103,11 @@ def versions(packages: tuple[str, ...] = ("torch", "monai", "numpy")) -> dict[st
     return found
 
 
-def versions_text(packages: tuple[str, ...] = ("torch", "monai", "numpy")) -> str:
-    """``python 3.11.7, torch 2.13.0, monai 1.6.1, numpy ...``."""
-    return ", ".join(f"{name} {version}" for name, version in versions(packages).items())
+def versions_text(packages: tuple[str, ...] = ("torch", "monai", "numpy"), labels: dict[str, str] | None = None) -> str:
+    """``python 3.11.7, torch 2.13.0, monai 1.6.1, numpy ...``; ``labels`` renames entries, e.g.
+    ``{"python": "Python", "monai": "MONAI"}`` gives ``Python 3.11.7, torch 2.13.0, MONAI 1.6.1, ...``."""
+    labels = labels or {}
+    return ", ".join(f"{labels.get(name, name)} {version}" for name, version in versions(packages).items())
 
 
 def load_average() -> list[float] | None:
