@@ -21,6 +21,7 @@ __all__ = [
     "datalist",
     "distributed",
     "export",
+    "export_onnx",
     "handlers",
     "inferers",
     "localization",

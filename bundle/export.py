@@ -13,7 +13,9 @@ preprocessing. :func:`export_torchscript` merges the files first, so ``model.ts`
   ``_meta_``, as MONAI Deploy's bundle operators and our own apps read it.
 
 The exported module has the network's signature: ``forward(x [B, N, C, H, W], mask [B, N] | None)
--> logits [B, num_classes]``.
+-> logits [B, num_classes]``. :func:`export_checkpoint` is what ``scripts/export_torchscript.py`` runs:
+it loads any bundle checkpoint strictly, exports it and compares the archive's logits with the
+checkpoint's. The ONNX export is in :mod:`bundle.export_onnx`.
 """
 
 from __future__ import annotations
@@ -22,13 +24,20 @@ import json
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
-from bundle.config import merged_config
+from bundle.config import build_network, merged_config
 
-__all__ = ["EXTRA_INFERENCE", "EXTRA_METADATA", "export_torchscript", "load_torchscript", "merged_config"]
+__all__ = [
+    "EXTRA_INFERENCE",
+    "EXTRA_METADATA",
+    "CheckedExport",
+    "export_checkpoint",
+    "export_torchscript",
+    "load_torchscript",
+]
 
 EXTRA_METADATA = "metadata.json"
 EXTRA_INFERENCE = "inference.json"
@@ -92,3 +101,63 @@ def load_torchscript(path: str | Path, map_location: str | torch.device = "cpu")
     if missing:
         raise ValueError(f"{path} has no extra file(s) {missing}: export it with bundle.export.export_torchscript")
     return module, json.loads(extra[EXTRA_METADATA]), json.loads(extra[EXTRA_INFERENCE])
+
+
+class CheckedExport(NamedTuple):
+    """What :func:`export_checkpoint` wrote and how close the archive is to the checkpoint."""
+
+    #: the TorchScript file written
+    path: Path
+    #: the network built from the configs, with the checkpoint's weights (eval mode)
+    network: torch.nn.Module
+    #: the archive's ``extra/metadata.json``
+    metadata: dict
+    #: the archive's ``extra/inference.json`` (the merged inference config)
+    config: dict
+    #: largest absolute logit difference between the archive and ``network`` on random bags
+    difference: float
+
+
+def export_checkpoint(
+    ckpt: str | Path,
+    output: str | Path,
+    config_files: Sequence[str | Path],
+    meta_file: str | Path,
+    overrides: Mapping[str, Any] | None = None,
+    key: str | None = None,
+    seed: int = 0,
+) -> CheckedExport:
+    """Export any bundle checkpoint with :func:`export_torchscript` and compare the archive with it.
+
+    The checkpoint is loaded strictly into ``network_def`` of the merged configs
+    (:func:`bundle.config.build_network`: a bare state dict, or a resumable checkpoint's ``key`` entry,
+    ``"model"`` by default), its state dict is exported, the archive is read back with
+    :func:`load_torchscript`, and both are run on two random bags ``[2, 5, in_channels, *image_size]``,
+    the second padded (3 real slices of 5).
+
+    Args:
+        ckpt: the checkpoint (``models/model.pt``, a run's ``model.pt`` or ``checkpoint_final.pt``).
+        output: the TorchScript file to write.
+        config_files: inference config files merged in order.
+        meta_file: ``configs/metadata.json``.
+        overrides: config values (``id: value``) the checkpoint was trained with.
+        key: checkpoint entry holding the state dict (see :func:`bundle.config.load_weights`).
+        seed: seed of the random bags.
+
+    Raises:
+        FileNotFoundError: a missing checkpoint or config file.
+        ValueError: a checkpoint that cannot be read or does not fit the network (naming the file).
+    """
+    network, parser = build_network(config_files, overrides, ckpt=ckpt, key=key)
+    with tempfile.TemporaryDirectory() as tmp:  # ckpt_export wants the bare state dict
+        state = Path(tmp) / "model.pt"
+        torch.save(network.state_dict(), state)
+        path = export_torchscript(state, output, config_files, meta_file, overrides)
+    module, metadata, config = load_torchscript(path)
+    size = [int(s) for s in parser.get_parsed_content("image_size")]
+    channels = int(parser.get_parsed_content("in_channels"))
+    bag = torch.rand(2, 5, channels, *size, generator=torch.Generator().manual_seed(seed))
+    mask = torch.tensor([[True] * 5, [True] * 3 + [False] * 2])
+    with torch.no_grad():
+        difference = float((module(bag, mask) - network(bag, mask)).abs().max())
+    return CheckedExport(path, network, metadata, config, difference)

@@ -8,7 +8,7 @@ carries the **merged** inference config (``common.json`` + ``inference.json`` + 
 preprocessing, inferer, postprocessing and class names a runtime needs
 (``bundle.export.load_torchscript`` reads them back). The module keeps the network's signature,
 ``forward(x [B, N, C, H, W], mask [B, N] | None) -> logits [B, num_classes]``, and is checked
-against the checkpoint's logits before the command returns.
+against the checkpoint's logits before the command returns (``bundle.export.export_checkpoint``).
 
 Example::
 
@@ -21,17 +21,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 
-import torch
-from script_support import override_arg
+from bundle.config import CONFIGS, parse_override
 
 __all__ = ["build_parser", "main"]
-
-REPO = Path(__file__).resolve().parents[1]
-CONFIGS = REPO / "configs"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="inference config files merged in order, as for monai.bundle run")
     p.add_argument("--method", default=None,
                    help="method overlay appended to --config-file, e.g. mi_pre_conv (configs/methods/<method>.json)")
-    p.add_argument("--override", nargs="+", type=override_arg, default=[], metavar="KEY=VALUE",
+    p.add_argument("--override", nargs="+", type=parse_override, default=[], metavar="KEY=VALUE",
                    help="config values the checkpoint was trained with, as JSON where they parse (e.g. "
                    "backbone_depth=18 'image_size=[64,96]'); stored in the archive's inference.json")
     p.add_argument("--meta-file", default=str(CONFIGS / "metadata.json"), help="bundle metadata stored in the archive")
@@ -58,41 +52,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line interface; 0 on success, 1 on a missing file or a logit difference above --atol."""
+    """Run the command line interface; 0 on success, 1 on a missing or unfit file or a logit difference above
+    --atol."""
     args = build_parser().parse_args(argv)
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
-    from export_onnx import build_network, load_weights
-
-    from bundle.export import export_torchscript, load_torchscript
+    from bundle.export import export_checkpoint
 
     config_files = list(args.config_file)
     if args.method is not None:
         from bundle.methods import method_config
 
         config_files.append(str(method_config(args.method)))
-    overrides = dict(args.override)
     try:
-        network, parser = build_network(config_files, overrides)
-        load_weights(network, args.ckpt)
-        with tempfile.TemporaryDirectory() as tmp:  # ckpt_export wants the bare state dict
-            state = Path(tmp) / "model.pt"
-            torch.save(network.state_dict(), state)
-            path = export_torchscript(state, args.output, config_files, args.meta_file, overrides)
-    except (FileNotFoundError, KeyError) as err:
+        result = export_checkpoint(args.ckpt, args.output, config_files, args.meta_file, dict(args.override))
+    except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    module, meta, config = load_torchscript(path)
-    size = [int(s) for s in parser.get_parsed_content("image_size")]
-    channels = int(parser.get_parsed_content("in_channels"))
-    bag = torch.rand(2, 5, channels, *size, generator=torch.Generator().manual_seed(0))
-    mask = torch.tensor([[True] * 5, [True] * 3 + [False] * 2])
-    network.eval()
-    with torch.no_grad():
-        difference = float((module(bag, mask) - network(bag, mask)).abs().max())
-    print(f"wrote {path} ({type(network).__name__}, bundle {meta['version']}, classes {config['class_names']}): "
-          f"largest logit difference to the checkpoint {difference:.1e}")
-    return 0 if difference <= args.atol else 1
+    print(f"wrote {result.path} ({type(result.network).__name__}, bundle {result.metadata['version']}, classes "
+          f"{result.config['class_names']}): largest logit difference to the checkpoint {result.difference:.1e}")
+    return 0 if result.difference <= args.atol else 1
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-import export_torchscript
+import export_torchscript  # scripts/ is on sys.path (tests/conftest.py)
+from bundle.config import build_network
 from bundle.export import load_torchscript
 
 REPO = Path(__file__).resolve().parents[2]
@@ -19,8 +20,6 @@ CONFIGS = REPO / "configs"
 
 @pytest.mark.parametrize("method, network_class", [(None, "MIMSCNN"), ("mi_pre_conv", "MIPreConv")])
 def test_export_matches_the_checkpoint_and_carries_the_config(method, network_class, tmp_path, capsys):
-    from export_onnx import build_network
-
     files = [CONFIGS / "common.json"] + ([CONFIGS / "methods" / f"{method}.json"] if method else [])
     torch.manual_seed(0)
     network, _ = build_network(files, {"image_size": [32, 32]})
@@ -43,29 +42,3 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
     assert export_torchscript.main(["--ckpt", str(tmp_path / "none.pt"), "--output", str(tmp_path / "m.ts")]) == 1
     assert "none.pt" in capsys.readouterr().err
 
-
-def test_load_torchscript_names_a_plain_archive(tmp_path):
-    torch.jit.script(torch.nn.Linear(2, 2)).save(str(tmp_path / "plain.ts"))
-    with pytest.raises(ValueError, match="plain.ts has no extra file"):
-        load_torchscript(tmp_path / "plain.ts")
-
-
-@pytest.mark.parametrize(
-    "text, expected",
-    [("image_size=[32,32]", ("image_size", [32, 32])), ("method=mi_pre", ("method", "mi_pre")),
-     (" epochs =3", ("epochs", 3)), ("name=", ("name", "")), ("a#b=null", ("a#b", None))],
-)
-def test_override_arg(text, expected):
-    from script_support import override_arg
-
-    assert override_arg(text) == expected
-
-
-@pytest.mark.parametrize("text", ["no_equals_sign", "=5", " =5"])
-def test_override_arg_rejects(text):
-    import argparse
-
-    from script_support import override_arg
-
-    with pytest.raises(argparse.ArgumentTypeError, match="expected KEY=VALUE"):
-        override_arg(text)
