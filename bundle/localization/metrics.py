@@ -1,6 +1,7 @@
 # Copyright (c) 2026 MIMS-CNN bundle contributors
 # Licensed under the Apache License, Version 2.0 (see LICENSE at the repository root).
-"""How well a heatmap or a slice ranking finds the lesion: key-slice hit, pointing game, heatmap AUROC.
+"""How well a heatmap or a slice ranking finds the lesion: key-slice hit, pointing game, peak distance,
+heatmap AUROC, average precision.
 
 Pure functions on arrays (numpy arrays or torch tensors, any device; nothing is modified). Shapes follow
 the bag layout of the bundle without the batch and channel axes: a bag's heatmap and lesion mask are
@@ -9,9 +10,11 @@ lesion pixel when it is non-zero.
 
 What happens without a lesion: a hit ("is a lesion slice among the top", "is the maximum inside a
 lesion") has no answer when there is no lesion, so :func:`key_slice_hit` and :func:`pointing_game_hit`
-raise ``ValueError`` for an empty lesion; the caller decides whether to skip such a case (the
-evaluation script skips it and counts it). :func:`heatmap_auroc` returns NaN when the mask is all
-lesion or all background (an ROC curve needs both classes), so means can be taken with ``nanmean``.
+raise ``ValueError`` for an empty lesion, and so do :func:`peak_distances` (no nearest lesion pixel)
+and :func:`average_precision` (no recall); the caller decides whether to skip such a case
+(:mod:`bundle.localization.evaluation` skips it and counts it). :func:`heatmap_auroc` returns NaN when
+the mask is all lesion or all background (an ROC curve needs both classes), so means can be taken with
+``nanmean``.
 """
 
 from __future__ import annotations
@@ -23,7 +26,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["key_slice_hit", "lesion_slice_positions", "pointing_game_hit", "heatmap_auroc", "dilate_mask"]
+__all__ = [
+    "average_precision",
+    "dilate_mask",
+    "heatmap_auroc",
+    "key_slice_hit",
+    "lesion_slice_positions",
+    "peak_distances",
+    "pointing_game_hit",
+]
 
 
 def _to_numpy(array: object, name: str) -> np.ndarray:
@@ -52,6 +63,11 @@ def _check_pair(heatmap: np.ndarray, mask: np.ndarray) -> None:
         raise ValueError("heatmap and mask are empty")
     if not np.all(np.isfinite(heatmap)):
         raise ValueError("heatmap holds NaN or infinite values")
+
+
+def _require_lesion(mask: np.ndarray, what: str) -> None:
+    if not np.any(mask != 0):
+        raise ValueError(f"the mask has no lesion pixel: {what} is undefined without a lesion")
 
 
 def key_slice_hit(ranked_slices: Sequence[int], lesion_slices: Collection[int], top: int = 1) -> bool:
@@ -143,8 +159,7 @@ def pointing_game_hit(heatmap: object, mask: object, tolerance_px: float = 0) ->
     h = _as_bag(heatmap, "heatmap").astype(np.float64)
     m = _as_bag(mask, "mask")
     _check_pair(h, m)
-    if not np.any(m != 0):
-        raise ValueError("the mask has no lesion pixel: the pointing game is undefined without a lesion")
+    _require_lesion(m, "the pointing game")
     peak = h == h.max()
     inside = dilate_mask(m, tolerance_px)
     return float(np.count_nonzero(peak & inside) / np.count_nonzero(peak))
@@ -186,3 +201,80 @@ def heatmap_auroc(heatmap: object, mask: object) -> float:
     mid_ranks = (ends - counts + 1 + ends) / 2.0  # 1-based mean rank of each group of equal scores
     rank_sum = float(mid_ranks[inverse.ravel()][y].sum())
     return (rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
+
+
+def peak_distances(heatmap: object, mask: object, chunk: int = 4096) -> np.ndarray:
+    """Euclidean distance (pixels) from every pixel holding the heatmap's maximum to the nearest lesion pixel
+    of the same slice.
+
+    The maximum is taken over the whole bag, as in :func:`pointing_game_hit`, which equals the fraction
+    of these distances that are ``<= tolerance_px``.
+
+    Args:
+        heatmap: ``[N, H, W]`` (or ``[H, W]``), real values.
+        mask: same shape; non-zero = lesion.
+        chunk: maxima processed at once (bounds the memory only).
+
+    Returns:
+        float64 ``[P]``: one distance per maximum (ties: every pixel at the maximum, in ``(n, y, x)`` order);
+        0 for a maximum inside the lesion, infinity for one in a slice without lesion.
+
+    Raises:
+        ValueError: shapes differ, the heatmap holds NaN or infinity, or the mask has no lesion pixel.
+
+    Example::
+
+        >>> peak_distances(np.array([[0.0, 0.0], [0.0, 1.0]]), np.array([[1, 0], [0, 0]]))
+        array([1.41421356])
+    """
+    h = _as_bag(heatmap, "heatmap").astype(np.float64)
+    m = _as_bag(mask, "mask") != 0
+    _check_pair(h, m)
+    _require_lesion(m, "the peak distance")
+    peaks = np.argwhere(h == h.max())  # [P, 3]: (n, y, x), row-major
+    out = np.full(len(peaks), np.inf)
+    for n in np.unique(peaks[:, 0]):
+        lesion = np.argwhere(m[n]).astype(np.float64)  # [L, 2]
+        if not len(lesion):
+            continue
+        rows = np.flatnonzero(peaks[:, 0] == n)
+        for start in range(0, len(rows), chunk):
+            block = rows[start : start + chunk]
+            d2 = ((peaks[block, None, 1:].astype(np.float64) - lesion[None, :, :]) ** 2).sum(axis=2)
+            out[block] = np.sqrt(d2.min(axis=1))
+    return out
+
+
+def average_precision(heatmap: object, mask: object) -> float:
+    """Pixel average precision of the heatmap as a lesion detector: ``sum_k (R_k - R_{k-1}) P_k`` over the
+    distinct heatmap values, high to low (``P_k``, ``R_k``: precision and recall of the pixels ``>=`` the
+    k-th value).
+
+    Pixels of equal value enter together (one threshold), so ties are never broken in anyone's favour. A
+    map that ranks every lesion pixel first scores 1; a constant map scores the lesion's share of pixels.
+
+    Args:
+        heatmap: any shape equal to the mask's (``[N, H, W]``, ``[H, W]``), real values.
+        mask: same shape; non-zero = lesion.
+
+    Returns:
+        a float in ``(0, 1]``.
+
+    Raises:
+        ValueError: shapes differ, the heatmap holds NaN or infinity, or the mask has no lesion pixel.
+
+    Example::
+
+        >>> average_precision(np.array([0.9, 0.8, 0.1, 0.7]), np.array([1, 0, 0, 1]))  # 1/2 * 1 + 1/2 * 2/3
+        0.8333333333333333
+    """
+    h = _to_numpy(heatmap, "heatmap")
+    m = _to_numpy(mask, "mask")
+    _check_pair(h, m)
+    _require_lesion(m, "the average precision")
+    values, inverse = np.unique(-h.astype(np.float64).ravel(), return_inverse=True)  # ascending -value
+    inverse = inverse.ravel()
+    tp = np.bincount(inverse, weights=(m.ravel() != 0).astype(np.float64), minlength=len(values)).cumsum()
+    total = np.bincount(inverse, minlength=len(values)).cumsum()
+    precision, recall = tp / total, tp / tp[-1]
+    return float(np.sum(np.diff(np.concatenate([[0.0], recall])) * precision))

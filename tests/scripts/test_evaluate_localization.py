@@ -1,6 +1,7 @@
 # Copyright (c) 2026 MIMS-CNN bundle contributors
 # Licensed under the Apache License, Version 2.0 (see LICENSE at the repository root).
-"""Tests of ``scripts/evaluate_localization.py``: rankings, mask preprocessing, arguments, one tiny end-to-end run."""
+"""``scripts/evaluate_localization.py``: arguments, missing runs, one tiny end-to-end run (the evaluation itself:
+``tests/bundle/test_localization_evaluation.py``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from bundle.localization.compared_runs import RunInfo
 
 __all__: list[str] = []
 
@@ -23,23 +26,7 @@ def el():
     return importlib.import_module("evaluate_localization")
 
 
-@pytest.mark.parametrize(
-    "scores, expected",
-    [
-        ([0.5, 2.0, 0.0, 2.0, 0.0], [1, 3, 0, 2, 4]),  # ties keep bag order
-        ([0.0, -1.0, float("-inf"), 0.3], [3, 0, 1]),  # padding (-inf) dropped
-    ],
-)
-def test_stable_ranking(el, scores, expected):
-    assert el.stable_ranking(torch.tensor(scores)) == expected
-
-
-@pytest.mark.parametrize("n, expected", [(1, [0]), (4, [1, 2, 0, 3]), (5, [2, 1, 3, 0, 4])])
-def test_central_ranking(el, n, expected):
-    assert el.central_ranking(n) == expected
-
-
-def _write_run(el, run_root: Path, method: str, datalist: Path, image_size=(16, 16), seed: int = 0) -> Path:
+def _write_run(run_root: Path, method: str, datalist: Path, image_size=(16, 16), seed: int = 0) -> Path:
     """A finished run folder as scripts/compare_methods.py writes it, with a randomly initialised model.pt."""
     folder = run_root / method / f"seed{seed}"
     folder.mkdir(parents=True)
@@ -54,9 +41,9 @@ def _write_run(el, run_root: Path, method: str, datalist: Path, image_size=(16, 
         "command": "python scripts/compare_methods.py --dataset-name tiny (test)",
     }
     (folder / "result.json").write_text(json.dumps(result))
-    run = el.RunInfo(method, folder, result)
+    run = RunInfo(method, folder, result)
     torch.manual_seed(0)
-    network = el.run_parser(run).get_parsed_content("network_def")
+    network = run.parser().get_parsed_content("network_def")
     torch.save(network.state_dict(), folder / "model.pt")
     return folder
 
@@ -65,30 +52,6 @@ def _positives(tiny_dataset: Path) -> list[dict]:
     from bundle.datalist import load_datalist
 
     return [e for e in load_datalist(tiny_dataset / "datalist.json", "test", 2) if e["label"] == 1]
-
-
-def test_mask_pipeline_follows_the_image(el, tiny_dataset, tmp_path):
-    folder = _write_run(el, tmp_path / "runs", "mi_pre", tiny_dataset / "datalist.json", image_size=(16, 8))
-    run = el.RunInfo("mi_pre", folder, json.loads((folder / "result.json").read_text()))
-    prepare = el.mask_pipeline(el.run_parser(run).get_parsed_content("preprocessing"))
-    import nibabel as nib
-    import numpy as np
-
-    for entry in _positives(tiny_dataset):
-        image, mask, indices = prepare(entry)
-        assert image.shape == (8, 1, 16, 8) and mask.shape == (8, 16, 8) and mask.dtype == torch.bool
-        assert indices.tolist() == list(range(8))  # 8 slices <= eval_num_slices: all kept
-        raw = np.asarray(nib.load(entry["mask"]).dataobj) != 0  # [32, 32, 8]
-        expected = torch.from_numpy(raw[::2, ::4, :]).permute(2, 0, 1)  # nearest: every 2nd row, 4th column
-        assert torch.equal(mask, expected)
-        assert 0.0 <= float(image.min()) and float(image.max()) <= 1.0
-
-
-def test_mask_pipeline_rejects_unknown_step(el):
-    from monai.transforms import Compose, RandFlipd
-
-    with pytest.raises(ValueError, match="RandFlipd"):
-        el.mask_pipeline(Compose([RandFlipd(keys="image")]))
 
 
 @pytest.mark.parametrize(
@@ -124,7 +87,7 @@ def test_end_to_end_tiny(el, tiny_dataset, tmp_path):
     datalist = tiny_dataset / "datalist.json"
     run_root = tmp_path / "runs"
     for method in ("mims_cnn", "mims_patchcls"):
-        _write_run(el, run_root, method, datalist)
+        _write_run(run_root, method, datalist)
     (tmp_path / "notes.md").write_text("A note.\n")
     output = tmp_path / "results" / "localization.md"
     argv = [
@@ -163,13 +126,3 @@ def test_end_to_end_tiny(el, tiny_dataset, tmp_path):
     assert all(line.count("|") == header.count("|") for line in page.splitlines() if line.startswith("| "))
     assert "## Notes\n\nA note." in page
     assert "python scripts/compare_methods.py --dataset-name tiny (test)" in page
-
-
-def test_compact_json_round_trip(el):
-    value = {"a": [1, 2.5, -3e-05, True, None], "b": {"c": [[1, 2], [3]], "d": ["x  y", "z"]},
-             "h": {"1": True, "3": False}, "p": {"layer": {"0": 0.5, "4": 1.0}}, "e": [], "q": {"a,b": 1}}
-    text = el.compact_json(value)
-    assert json.loads(text) == value
-    assert '"a": [1, 2.5, -3e-05, true, null]' in text and '"layer": {"0": 0.5, "4": 1.0}' in text
-    with pytest.raises(ValueError):
-        el.compact_json({"x": float("nan")})

@@ -1,0 +1,135 @@
+# Copyright (c) 2026 MIMS-CNN bundle contributors
+# Licensed under the Apache License, Version 2.0 (see LICENSE at the repository root).
+"""``bundle.localization.evaluation`` and its helpers: rankings, the lesion-mask pipeline, runs, the compact JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from bundle.config import CONFIGS, REPO, config_parser
+from bundle.localization.compared_runs import RunInfo, find_runs, runs_datalist
+from bundle.localization.evaluation import case_metrics, central_ranking, stable_ranking, summarise
+from bundle.localization.evaluation_page import compact_json, format_rate, format_stat, tolerance_key
+from bundle.localization.mask_pipeline import datalist_entry_name, mask_pipeline
+
+__all__: list[str] = []
+
+
+@pytest.mark.parametrize(
+    "scores, expected",
+    [
+        ([0.5, 2.0, 0.0, 2.0, 0.0], [1, 3, 0, 2, 4]),  # ties keep bag order
+        ([0.0, -1.0, float("-inf"), 0.3], [3, 0, 1]),  # padding (-inf) dropped
+    ],
+)
+def test_stable_ranking(scores, expected):
+    assert stable_ranking(torch.tensor(scores)) == expected
+
+
+@pytest.mark.parametrize("n, expected", [(1, [0]), (4, [1, 2, 0, 3]), (5, [2, 1, 3, 0, 4])])
+def test_central_ranking(n, expected):
+    assert central_ranking(n) == expected
+
+
+def _positives(tiny_dataset: Path) -> list[dict]:
+    from bundle.datalist import load_datalist
+
+    return [e for e in load_datalist(tiny_dataset / "datalist.json", "test", 2) if e["label"] == 1]
+
+
+def test_mask_pipeline_follows_the_image(tiny_dataset):
+    configs = [CONFIGS / "common.json", CONFIGS / "evaluate.json", CONFIGS / "methods" / "mi_pre.json"]
+    overrides = {"image_size": [16, 8], "datalist": str(tiny_dataset / "datalist.json"), "bundle_root": str(REPO)}
+    prepare = mask_pipeline(config_parser(configs, overrides).get_parsed_content("preprocessing"))
+    import nibabel as nib
+    import numpy as np
+
+    for entry in _positives(tiny_dataset):
+        image, mask, indices = prepare(entry)
+        assert image.shape == (8, 1, 16, 8) and mask.shape == (8, 16, 8) and mask.dtype == torch.bool
+        assert indices.tolist() == list(range(8))  # 8 slices <= eval_num_slices: all kept
+        raw = np.asarray(nib.load(entry["mask"]).dataobj) != 0  # [32, 32, 8]
+        expected = torch.from_numpy(raw[::2, ::4, :]).permute(2, 0, 1)  # nearest: every 2nd row, 4th column
+        assert torch.equal(mask, expected)
+        assert 0.0 <= float(image.min()) and float(image.max()) <= 1.0
+
+
+def test_mask_pipeline_rejects_unknown_step():
+    from monai.transforms import Compose, RandFlipd
+
+    with pytest.raises(ValueError, match="RandFlipd"):
+        mask_pipeline(Compose([RandFlipd(keys="image")]))
+
+
+def test_compact_json_round_trip():
+    value = {"a": [1, 2.5, -3e-05, True, None], "b": {"c": [[1, 2], [3]], "d": ["x  y", "z"]},
+             "h": {"1": True, "3": False}, "p": {"layer": {"0": 0.5, "4": 1.0}}, "e": [], "q": {"a,b": 1}}
+    text = compact_json(value)
+    assert json.loads(text) == value
+    assert '"a": [1, 2.5, -3e-05, true, null]' in text and '"layer": {"0": 0.5, "4": 1.0}' in text
+    with pytest.raises(ValueError):
+        compact_json({"x": float("nan")})
+
+
+def test_datalist_entry_name_and_tolerance_key():
+    assert datalist_entry_name({"image": "/data/case_007.nii.gz", "mask": "/data/mask_007.nii.gz"}) == "case_007.nii.gz"
+    assert [tolerance_key(t) for t in (0.0, 4.0, 1.5)] == ["0", "4", "1.5"]
+
+
+def _result(tmp_path: Path, method: str, **result) -> Path:
+    folder = tmp_path / method / "seed0"
+    folder.mkdir(parents=True)
+    (folder / "result.json").write_text(json.dumps(result))
+    (folder / "model.pt").write_bytes(b"")
+    return folder
+
+
+def test_find_runs_and_their_datalist(tmp_path):
+    configs = ["configs/common.json", "/abs/other.json"]
+    _result(tmp_path, "a", eval_configs=configs, seed=0, overrides={"datalist": "d.json"}, display_name="A")
+    _result(tmp_path, "b", eval_configs=configs, overrides={"datalist": "d.json"})
+    (tmp_path / "c" / "seed0").mkdir(parents=True)  # no result.json: not finished
+    runs, missing = find_runs(tmp_path, ["b", "c", "a"], seed=0)
+    assert [r.method for r in runs] == ["b", "a"] and missing == ["c"]
+    assert runs[1].display_name == "A" and runs[0].display_name == "b"
+    assert runs[0].configs == [REPO / "configs" / "common.json", Path("/abs/other.json")]
+    assert runs[0].checkpoint == tmp_path / "b" / "seed0" / "model.pt"
+    assert runs_datalist(runs) == Path("d.json")
+    other = RunInfo("x", tmp_path, {"overrides": {"datalist": "e.json"}})
+    with pytest.raises(ValueError, match="different or unrecorded datalists"):
+        runs_datalist([*runs, other])
+    with pytest.raises(ValueError, match="different or unrecorded datalists"):
+        runs_datalist([RunInfo("y", tmp_path, {})])
+
+
+def test_find_runs_rejects_foreign_results(tmp_path):
+    _result(tmp_path, "a")
+    with pytest.raises(ValueError, match="no 'eval_configs'"):
+        find_runs(tmp_path, ["a"], seed=0)
+    _result(tmp_path, "b", seed=1, eval_configs=[])
+    with pytest.raises(ValueError, match="seed 1, not 0"):
+        find_runs(tmp_path, ["b"], seed=0)
+
+
+def test_case_metrics_and_summary_exact():
+    mask = torch.zeros(3, 2, 2, dtype=torch.bool)
+    mask[1, 0, 0] = True
+    heat = torch.zeros(3, 2, 2)
+    heat[1, 0, 0] = 2.0
+    first = case_metrics([2, 1, 0], {"layer": heat}, mask, tops=[1, 3], tolerances=[0.0, 1.0])
+    assert first["lesion_positions"] == [1] and first["ranking_top5"] == [2, 1, 0]
+    assert first["hit"] == {"1": False, "3": True}
+    assert first["pointing"] == {"layer": {"0": 1.0, "1": 1.0}} and first["auroc"] == {"layer": 1.0}
+    second = case_metrics([1], {"layer": -heat}, mask, tops=[1, 3], tolerances=[0.0, 1.0])
+    assert second["hit"] == {"1": True, "3": True} and second["auroc"] == {"layer": 0.0}
+    assert case_metrics([], {}, mask, tops=[1], tolerances=[0.0])["hit"] is None
+    summary = summarise([first, second], [1, 3], ["layer"])
+    assert summary["n"] == 2 and summary["hit"] == {"1": {"hits": 1, "n": 2}, "3": {"hits": 2, "n": 2}}
+    assert summary["auroc"]["layer"]["mean"] == pytest.approx(0.5) and summary["auroc"]["layer"]["n"] == 2
+    assert format_rate(summary["hit"]["1"]) == "0.500 (1/2)" and format_rate(None) == "–"
+    assert format_stat(summary["auroc"]["layer"], True) == "0.500 ± 0.707"
+    assert format_stat(summary["auroc"]["layer"], False) == "0.500" and format_stat({"mean": None}, True) == "–"
