@@ -16,10 +16,12 @@ from .blocks import (
     TridentConv,
 )
 from .nets import (
+    INPUT_LAYER,
     INSTANCE_AGGREGATIONS,
     MIMSCNN,
     POOLINGS,
     RESNET_LAYOUTS,
+    BagNetwork,
     FeatPyra,
     MILNet,
     MIPre,
@@ -28,16 +30,20 @@ from .nets import (
     ResNet34Scratch,
     ResNetBackbone,
     VolumeAsBag,
+    decode_feature_index,
+    target_margin,
 )
 
 __all__ = [
     "DEFAULT_KERNEL_GROUPS",
     "DEFAULT_SCALES",
+    "INPUT_LAYER",
     "INSTANCE_AGGREGATIONS",
     "MIMSCNN",
     "POOLINGS",
     "RESIZE_MODES",
     "RESNET_LAYOUTS",
+    "BagNetwork",
     "FeatPyra",
     "IdentityHead",
     "MILNet",
@@ -52,4 +58,6 @@ __all__ = [
     "TopKPool",
     "TridentConv",
     "VolumeAsBag",
+    "decode_feature_index",
+    "target_margin",
 ]

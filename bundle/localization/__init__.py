@@ -1,15 +1,16 @@
 # Copyright (c) 2026 MIMS-CNN bundle contributors
 # Licensed under the Apache License, Version 2.0 (see LICENSE at the repository root).
-"""Where the evidence is: gradient x input heatmaps, top-k provenance, key slices and their outputs."""
+"""Where the evidence is: gradient x input heatmaps, slice scores, key slices and their outputs."""
 
 from __future__ import annotations
 
+from .case_outputs import heatmap_volume, localize_case
 from .glam import GlobalLocalSaliency
 from .grad_input import INPUT_LAYER, GradientTimesInput, default_layer
+from .handlers import LocalizationWriter, ValidationOverlayLogger
 from .metrics import heatmap_auroc, key_slice_hit, pointing_game_hit
 from .overlay import DEFAULT_COLORMAP, montage, overlay_heatmap, save_png
-from .provenance import TopKProvenance, decode_feature_index, key_slices, slice_scores, target_margin
-from .writer import LocalizationWriter, ValidationOverlayLogger, heatmap_volume, localize_case
+from .provenance import class_targets, key_slices, slice_scores
 
 __all__ = [
     "DEFAULT_COLORMAP",
@@ -17,9 +18,8 @@ __all__ = [
     "GlobalLocalSaliency",
     "GradientTimesInput",
     "LocalizationWriter",
-    "TopKProvenance",
     "ValidationOverlayLogger",
-    "decode_feature_index",
+    "class_targets",
     "default_layer",
     "heatmap_auroc",
     "heatmap_volume",
@@ -31,5 +31,4 @@ __all__ = [
     "pointing_game_hit",
     "save_png",
     "slice_scores",
-    "target_margin",
 ]

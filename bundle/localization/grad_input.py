@@ -10,17 +10,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from networks.nets.bag_network import INPUT_LAYER, BagNetwork
+
+from .provenance import class_targets
+
 __all__ = ["GradientTimesInput", "default_layer", "INPUT_LAYER"]
 
-#: layer name meaning "the network input itself" (plain gradient x input on the image)
-INPUT_LAYER = "input"
 
 
 def default_layer(network: nn.Module) -> str:
-    """The deepest backbone stage the network uses, e.g. ``"backbone.layer2"``; ``"input"`` without a backbone."""
-    backbone = getattr(network, "backbone", None)
-    stage = getattr(backbone, "feature_stage", None)
-    return f"backbone.layer{stage}" if stage is not None else INPUT_LAYER
+    """The network's :meth:`networks.nets.BagNetwork.explanation_layer` (for MILNet the deepest backbone stage
+    it uses, e.g. ``"backbone.layer2"``); ``"input"`` for a network that is not a ``BagNetwork``."""
+    return network.explanation_layer() if isinstance(network, BagNetwork) else INPUT_LAYER
 
 
 def _as_tensors(output: object) -> list[torch.Tensor]:
@@ -111,7 +112,8 @@ class GradientTimesInput:
             with torch.enable_grad():
                 inputs = x.detach().clone().requires_grad_(self.module is None)
                 logits = self.network(inputs, mask) if mask is not None else self.network(inputs)
-                target = self._targets(class_index, logits)
+                target = class_targets(class_index, b, int(logits.shape[1]), logits.device)
+                target = logits.detach().argmax(dim=1) if target is None else target
                 seed = F.one_hot(target, logits.shape[1]).to(logits.dtype)
                 wrt = [inputs] if self.module is None else captured
                 if not wrt:
@@ -140,18 +142,6 @@ class GradientTimesInput:
             return maps[0], logits.detach(), sizes
         upsampled = [F.interpolate(m, size=(height, width), mode="bilinear", align_corners=False) for m in maps]
         return torch.stack(upsampled).sum(dim=0), logits.detach(), sizes
-
-    @staticmethod
-    def _targets(class_index: int | Sequence[int] | torch.Tensor | None, logits: torch.Tensor) -> torch.Tensor:
-        b, k = logits.shape
-        if class_index is None:
-            return logits.detach().argmax(dim=1)
-        target = torch.as_tensor(class_index, dtype=torch.long, device=logits.device).reshape(-1)
-        if target.numel() == 1:
-            target = target.expand(b)
-        if target.numel() != b or bool(((target < 0) | (target >= k)).any()):
-            raise ValueError(f"class_index must be one class in [0, {k}) or one per bag ({b}), got {class_index!r}")
-        return target
 
     def scale(self, t: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Step 2: clamp ``T [B, N, h, w]`` at 0, scale to ``[0, 255]`` (per bag or per slice) and round."""

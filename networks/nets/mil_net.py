@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -17,8 +17,9 @@ from networks.blocks.mean_pool import MeanPool
 from networks.blocks.msconv import RESIZE_MODES, parse_scales, scaled_length
 from networks.blocks.topk_pool import TopKPool
 from networks.nets.backbone import ResNetBackbone
+from networks.nets.bag_network import BagNetwork, target_margin
 
-__all__ = ["MILNet", "POOLINGS", "INSTANCE_AGGREGATIONS"]
+__all__ = ["MILNet", "POOLINGS", "INSTANCE_AGGREGATIONS", "decode_feature_index"]
 
 #: pooling of the activations: weighted top-k (:class:`TopKPool`, ``k = 1`` is max pooling) or the mean
 POOLINGS: tuple[str, ...] = ("topk", "mean")
@@ -28,7 +29,7 @@ POOLINGS: tuple[str, ...] = ("topk", "mean")
 INSTANCE_AGGREGATIONS: tuple[str, ...] = ("none", "mean", "max")
 
 
-class MILNet(nn.Module):
+class MILNet(BagNetwork):
     """
     The multiple-instance network that MIMS-CNN and all its baselines are compositions of (Li et al.,
     "Multi-Instance Multi-Scale CNN for Medical Image Classification", MICCAI 2019, arXiv:1907.02413)::
@@ -60,6 +61,12 @@ class MILNet(nn.Module):
     ``(h_i, w_i)`` (see :meth:`feature_map_sizes`, which lists branches in the order input scale, stage,
     head output) and element ``(branch i, slice n, y, x)`` at ``offset_i + n * h_i * w_i + y * w_i + x``,
     ``offset_i = N * sum_{i' < i} h_i' * w_i'``.
+
+    The bundle uses it through the :class:`BagNetwork` contract: :meth:`forward`, :meth:`forward_chunked`
+    (exact: the top-k of a union is the top-k of the per-chunk top-k; instance modes concatenate the slice
+    logits; mean pooling over the bag runs in one call), :meth:`instance_scores` (key slices),
+    :meth:`parameter_groups` (backbone vs the rest) and :meth:`explanation_layer` (the deepest backbone
+    stage). :meth:`topk_sources` tells which slice, position and branch supplied each pooled activation.
 
     Subclasses (:class:`MIMSCNN`, :class:`MIPre`, ...) fix the composition; use this class directly only to
     build a new one.
@@ -123,6 +130,8 @@ class MILNet(nn.Module):
         self.num_branches = len(self.input_scales) * branches_per_scale
         self.magnitude_norm = MagnitudeNorm(self.num_branches, self.out_channels) if magnitude_norm else None
         self.pool = TopKPool(k=k) if self.pooling == "topk" else MeanPool()
+        #: activations per channel that each chunk must keep for an exact chunked forward (0: not chunkable)
+        self.chunk_top_k: int = int(k) if self.pooling == "topk" else 0
         self.classifier = nn.Linear(self.out_channels, num_classes)
 
     @torch.jit.export
@@ -285,8 +294,181 @@ class MILNet(nn.Module):
             return self.forward_head(self.pool(self.instance_features(x, mask)))
         return self.aggregate_instances(self.instance_logits(x, mask), mask)
 
+    @torch.jit.export
+    def forward_chunked(self, x: torch.Tensor, mask: Optional[torch.Tensor], chunk_size: int) -> torch.Tensor:
+        """The logits of :meth:`forward`, ``chunk_size`` slices at a time (see :class:`BagNetwork`).
+
+        Embedding mode with top-k pooling keeps only the ``k`` largest activations per channel of each chunk
+        (:meth:`instance_features`) and pools the kept candidates of all chunks: the top-k of a union is the
+        top-k of the union of the per-chunk top-k, so the logits equal :meth:`forward` exactly in eval mode.
+        Instance modes concatenate the slice logits of all chunks (:meth:`instance_logits`) and aggregate
+        them once, also exact. Mean pooling over the bag runs in one call. TorchScript-exported, so a
+        scripted network (``model.ts``) is chunked the same way.
+
+        Args:
+            x: bags ``[B, N, in_channels, H, W]``.
+            mask: optional ``[B, N]`` bool, True = real slice.
+            chunk_size: slices per chunk, ``>= 1``.
+
+        Returns:
+            logits ``[B, num_classes]``.
+        """
+        if chunk_size < 1:
+            raise ValueError("chunk_size must be >= 1, got " + str(chunk_size))
+        n = x.shape[1]
+        if self.instance_aggregation != "none":
+            slice_logits: List[torch.Tensor] = []
+            for start in range(0, n, chunk_size):
+                chunk_mask = None if mask is None else mask[:, start : start + chunk_size]
+                slice_logits.append(self.instance_logits(x[:, start : start + chunk_size], chunk_mask))
+            return self.aggregate_instances(torch.cat(slice_logits, dim=1), mask)
+        if self.chunk_top_k < 1 or n <= chunk_size:
+            return self.forward(x, mask)
+        candidates: List[torch.Tensor] = []
+        for start in range(0, n, chunk_size):
+            chunk_mask = None if mask is None else mask[:, start : start + chunk_size]
+            feats = self.instance_features(x[:, start : start + chunk_size], chunk_mask)
+            candidates.append(torch.topk(feats, min(self.chunk_top_k, feats.shape[-1]), dim=-1).values)
+        return self.forward_head(self.pool(torch.cat(candidates, dim=-1)))
+
+    def instance_scores(
+        self, x: torch.Tensor, mask: Optional[torch.Tensor] = None, target: Optional[torch.Tensor] = None
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """How much each slice supports the class of interest (see :class:`BagNetwork`).
+
+        - Embedding mode (``instance_aggregation == "none"``): the contribution of every pooled activation
+          ``a`` to the margin ``m = logit_c - mean(other logits)`` is ``a * dm/da`` (exact for top-k and mean
+          pooling, which are linear in the selected activations, followed by a linear classifier: for top-k,
+          ``w_r * a_r * (W_c - mean W_other)`` per channel); a slice's score is the sum over its positions,
+          branches and channels. Slices that supplied no top-k activation score 0.
+        - Instance modes (``"mean"``/``"max"``): the margin of the slice's own prediction.
+
+        Needs gradients enabled (:func:`bundle.localization.slice_scores` runs it in eval mode with them).
+
+        Args:
+            x: bags ``[B, N, in_channels, H, W]``.
+            mask: optional ``[B, N]`` bool, True = real slice.
+            target: class of interest per bag, int64 ``[B]``; None: the predicted class.
+
+        Returns:
+            ``(scores [B, N], logits [B, num_classes])``, both detached.
+        """
+        if self.instance_aggregation != "none":
+            slice_logits = self.instance_logits(x, mask).detach()
+            logits = self.aggregate_instances(slice_logits, mask).detach()
+            target = logits.argmax(dim=1) if target is None else target
+            b, n, k = slice_logits.shape
+            scores = target_margin(slice_logits.reshape(b * n, k), target.repeat_interleave(n)).reshape(b, n)
+            return scores, logits
+        feats = self.instance_features(x, mask).detach().requires_grad_(True)
+        logits = self.forward_head(self.pool(feats))
+        target = logits.detach().argmax(dim=1) if target is None else target
+        # autograd.grad, not backward: the head's parameters keep their .grad
+        (grad,) = torch.autograd.grad(target_margin(logits, target).sum(), feats)
+        present = feats.detach() != float("-inf")
+        contrib = torch.where(present, grad * feats.detach(), torch.zeros_like(feats)).sum(dim=1)  # [B, L]
+        num_slices = int(x.shape[1])
+        scores = contrib.new_zeros((contrib.shape[0], num_slices))
+        offset = 0
+        for h, w in self.feature_map_sizes(int(x.shape[3]), int(x.shape[4])):
+            length = num_slices * h * w
+            scores = scores + contrib[:, offset : offset + length].reshape(-1, num_slices, h * w).sum(dim=2)
+            offset += length
+        return scores, logits.detach()
+
+    def parameter_groups(self) -> Dict[str, List[nn.Parameter]]:
+        """``{"backbone": the backbone's parameters, "head": every other parameter}``."""
+        backbone = list(self.backbone.parameters())
+        backbone_ids = {id(p) for p in backbone}
+        return {"backbone": backbone, "head": [p for p in self.parameters() if id(p) not in backbone_ids]}
+
+    def explanation_layer(self) -> str:
+        """The deepest backbone stage the network uses, e.g. ``"backbone.layer2"``."""
+        return f"backbone.layer{self.backbone.feature_stage}"
+
+    @torch.no_grad()
+    def topk_sources(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+        """Which slice, position and branch (scale) supplied each top-k activation of a bag.
+
+        Runs in eval mode (and puts the network back in its previous mode).
+
+        Args:
+            x: bags ``[B, N, in_channels, H, W]``.
+            mask: optional ``[B, N]`` bool.
+
+        Returns:
+            ``[B, out_channels, k]`` tensors: ``value`` (the activation), ``weight`` (its pooling weight),
+            ``branch``, ``slice`` (bag position), ``y``, ``x`` (feature-map cell of that branch), and
+            ``center_y``, ``center_x`` (the cell centre in input pixels, float); sorted by descending value
+            per channel.
+
+        Raises:
+            ValueError: the network does not pool the bag with top-k pooling (mean pooling, per-slice
+                classification): use :meth:`instance_scores` for its key slices.
+        """
+        if self.instance_aggregation != "none" or self.chunk_top_k < 1:
+            raise ValueError(
+                f"{self.network_name} does not pool the bag with top-k pooling "
+                "(mean pooling or per-slice classification): use instance_scores for its key slices"
+            )
+        was_training = self.training
+        self.eval()
+        try:
+            feats = self.instance_features(x, mask)
+            _, indices, weights = self.pool.forward_with_indices(feats)
+        finally:
+            self.train(was_training)
+        sizes = self.feature_map_sizes(int(x.shape[3]), int(x.shape[4]))
+        decoded = decode_feature_index(indices, sizes, int(x.shape[1]))
+        heights = torch.tensor([h for h, _ in sizes], dtype=torch.float32)[decoded["branch"]]
+        widths = torch.tensor([w for _, w in sizes], dtype=torch.float32)[decoded["branch"]]
+        return {
+            "value": feats.gather(2, indices),
+            "weight": weights,
+            **decoded,
+            "center_y": (decoded["y"].float() + 0.5) * float(x.shape[3]) / heights,
+            "center_x": (decoded["x"].float() + 0.5) * float(x.shape[4]) / widths,
+        }
+
     def extra_repr(self) -> str:
         return (
             f"input_scales={tuple(self.input_scales)}, branches={self.num_branches}, out_channels={self.out_channels}, "
             f"pooling={self.pooling}, instance_aggregation={self.instance_aggregation}"
         )
+
+
+def decode_feature_index(
+    index: torch.Tensor, sizes: Sequence[Tuple[int, int]], num_slices: int
+) -> Dict[str, torch.Tensor]:
+    """Positions in the flattened bag features of a :class:`MILNet` as (branch, slice, y, x).
+
+    The layout (:meth:`MILNet.instance_features`) is branch-major: branch ``i`` of size ``(h_i, w_i)`` holds
+    ``num_slices * h_i * w_i`` elements starting at ``offset_i = num_slices * sum_{i' < i} h_i' * w_i'``,
+    element ``(n, y, x)`` at ``offset_i + n * h_i * w_i + y * w_i + x``.
+
+    Args:
+        index: int64 positions of any shape.
+        sizes: ``(h_i, w_i)`` per branch (:meth:`MILNet.feature_map_sizes`).
+        num_slices: ``N`` of the bag.
+
+    Returns:
+        ``{"branch", "slice", "y", "x"}``, each int64 of ``index``'s shape.
+
+    Raises:
+        ValueError: a position outside the layout.
+    """
+    branch = torch.zeros_like(index)
+    local = index.clone()
+    offset = 0
+    for i, (h, w) in enumerate(sizes):
+        length = num_slices * h * w
+        inside = (index >= offset) & (index < offset + length)
+        branch = torch.where(inside, torch.full_like(index, i), branch)
+        local = torch.where(inside, index - offset, local)
+        offset += length
+    if bool((index >= offset).any()) or bool((index < 0).any()):
+        raise ValueError(f"feature index out of range [0, {offset}) for sizes {list(sizes)} and {num_slices} slices")
+    hw = torch.tensor([h * w for h, w in sizes], dtype=index.dtype, device=index.device)[branch]
+    widths = torch.tensor([w for _, w in sizes], dtype=index.dtype, device=index.device)[branch]
+    within = local % hw
+    return {"branch": branch, "slice": local // hw, "y": within // widths, "x": within % widths}

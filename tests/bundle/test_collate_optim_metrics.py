@@ -9,6 +9,7 @@ from torch import nn
 from bundle.collate import PadBagCollate, pad_bag_collate
 from bundle.metrics import stacked_output
 from bundle.optim import backbone_head_param_groups
+from networks import BagNetwork
 
 
 def test_pad_bag_collate_exact():
@@ -30,10 +31,19 @@ def test_collate_custom_keys_and_empty():
         pad_bag_collate([])
 
 
-class _Net(nn.Module):
+class _Net(BagNetwork):
     def __init__(self):
         super().__init__()
         self.backbone = nn.Linear(2, 2)
+        self.classifier = nn.Linear(2, 1)
+
+    def parameter_groups(self):
+        return {"backbone": list(self.backbone.parameters()), "head": list(self.classifier.parameters())}
+
+
+class _NoBackbone(BagNetwork):
+    def __init__(self):
+        super().__init__()
         self.classifier = nn.Linear(2, 1)
 
 
@@ -52,10 +62,17 @@ def test_param_groups_freeze_and_errors():
     groups = backbone_head_param_groups(net, 0.1, 0.0)
     assert [g["name"] for g in groups] == ["head"]
     assert not any(p.requires_grad for p in net.backbone.parameters())
-    with pytest.raises(ValueError, match="no 'backbone'"):
+    with pytest.raises(ValueError, match="not a networks.BagNetwork"):
         backbone_head_param_groups(nn.Linear(1, 1), 0.1)
     with pytest.raises(ValueError, match=">= 0"):
         backbone_head_param_groups(_Net(), 0.1, -1)
+
+
+def test_param_groups_without_backbone_group():
+    net = _NoBackbone()
+    groups = backbone_head_param_groups(net, 0.1, 0.5)
+    assert [(g["name"], g["lr"]) for g in groups] == [("head", 0.1)]
+    assert {id(p) for p in groups[0]["params"]} == {id(p) for p in net.parameters()}
 
 
 def test_stacked_output():

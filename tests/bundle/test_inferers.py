@@ -53,21 +53,39 @@ def test_invalid_chunk_size():
 
 
 @pytest.mark.parametrize(
-    "kwargs, mode",
+    "kwargs, method, calls_per_chunk_size",
     [
-        ({"instance_aggregation": "max"}, "instances"),
-        ({"instance_aggregation": "mean"}, "instances"),
-        ({"pooling": "mean"}, ""),
-        ({"input_scales": (0.5, 1.0), "scales": (1.0,)}, "topk"),
+        ({"instance_aggregation": "max"}, "instance_logits", {1: 7, 3: 3}),
+        ({"instance_aggregation": "mean"}, "instance_logits", {1: 7, 3: 3}),
+        ({"pooling": "mean"}, "instance_features", {1: 1, 3: 1}),  # mean over the bag: one call
+        ({"input_scales": (0.5, 1.0), "scales": (1.0,)}, "instance_features", {1: 7, 3: 3}),
     ],
 )
-def test_variants_chunk_exactly_or_run_whole(kwargs, mode):
+def test_variants_chunk_exactly_or_run_whole(kwargs, method, calls_per_chunk_size):
     torch.manual_seed(1)
     net = MIMSCNN(in_channels=1, num_classes=3, backbone_depth=10, feature_stage=2, k=3, **kwargs)
-    assert ChunkedBagInferer._chunk_mode(net) == mode
     x = torch.rand(2, 7, 1, 32, 32)
     mask = torch.tensor([[True] * 7, [True] * 4 + [False] * 3])
+    seen = []
+    original = getattr(net, method)
+
+    def spy(bag, bag_mask=None):
+        seen.append(bag.shape[1])
+        return original(bag, bag_mask)
+
     with eval_mode(net), torch.no_grad():
         expected = net(x, mask=mask)
-        for chunk_size in (1, 3):
+        setattr(net, method, spy)
+        for chunk_size, calls in calls_per_chunk_size.items():
+            seen.clear()
             torch.testing.assert_close(ChunkedBagInferer(chunk_size)(x, net, mask=mask), expected, atol=1e-5, rtol=0)
+            assert len(seen) == calls and sum(seen) == 7
+
+
+def test_scripted_network_is_chunked_too(network):
+    """model.ts keeps ``forward_chunked`` (TorchScript-exported): the inferer streams it as the eager network."""
+    scripted = torch.jit.script(network)
+    assert hasattr(scripted, "forward_chunked")
+    x = torch.rand(1, 9, 1, 32, 32)
+    with eval_mode(network), torch.no_grad():
+        torch.testing.assert_close(ChunkedBagInferer(4)(x, scripted.eval()), network(x), atol=1e-5, rtol=0)

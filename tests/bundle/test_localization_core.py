@@ -1,6 +1,6 @@
 # Copyright (c) 2026 MIMS-CNN bundle contributors
 # Licensed under the Apache License, Version 2.0 (see LICENSE at the repository root).
-"""Gradient x input on hand-built networks with known heatmaps; slice scores and top-k provenance."""
+"""Gradient x input on hand-built networks with known heatmaps; slice scores and key slices."""
 
 from __future__ import annotations
 
@@ -8,16 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from bundle.localization import (
-    GradientTimesInput,
-    TopKProvenance,
-    decode_feature_index,
-    default_layer,
-    key_slices,
-    slice_scores,
-    target_margin,
-)
-from networks import MIMSCNN, FeatPyra, MIPre
+from bundle.localization import GradientTimesInput, default_layer, key_slices, slice_scores
+from networks import MIMSCNN, target_margin
 
 
 class WeightedSum(nn.Module):
@@ -101,40 +93,6 @@ def test_network_mode_is_restored_and_bad_layer_is_named():
         GradientTimesInput(net)(torch.rand(1, 2, 1, 32, 32), class_index=2)
 
 
-@pytest.mark.parametrize(
-    "index, expected",
-    [(7, (0, 1, 0, 1)), (13, (1, 0, 0, 1)), (15, (1, 1, 0, 1)), (0, (0, 0, 0, 0)), (11, (0, 1, 1, 2))],
-)
-def test_decode_feature_index(index, expected):
-    # branches of 2x3 and 1x2 cells, 2 slices: branch 0 holds 12 elements, branch 1 holds 4
-    decoded = decode_feature_index(torch.tensor([index]), [(2, 3), (1, 2)], num_slices=2)
-    assert tuple(int(decoded[k][0]) for k in ("branch", "slice", "y", "x")) == expected
-
-
-def test_decode_rejects_out_of_range():
-    with pytest.raises(ValueError, match="out of range"):
-        decode_feature_index(torch.tensor([16]), [(2, 3), (1, 2)], num_slices=2)
-
-
-@pytest.mark.parametrize(
-    "net", [MIMSCNN(1, 3, 10, 2, k=3), FeatPyra(1, 3, 10, 2), MIPre(1, 3, 10, 2, input_scales=(0.5, 1.0))]
-)
-def test_provenance_points_at_the_pooled_activations(net):
-    torch.manual_seed(0)
-    x = torch.rand(2, 3, 1, 32, 48)
-    mask = torch.tensor([[True, True, True], [True, True, False]])
-    prov = TopKProvenance(net)(x, mask)
-    with torch.no_grad():
-        maps = net.eval().instance_maps(x, mask)
-    for b in range(2):
-        for c in range(net.out_channels):
-            for r in range(prov["value"].shape[2]):
-                i, n, y, xx = (int(prov[k][b, c, r]) for k in ("branch", "slice", "y", "x"))
-                assert maps[i][b, n, c, y, xx] == prov["value"][b, c, r]
-                assert mask[b, n]
-    assert bool((prov["center_y"] < 32).all()) and bool((prov["center_x"] < 48).all())
-
-
 def test_slice_scores_add_up_to_the_margin_without_bias():
     torch.manual_seed(0)
     net = MIMSCNN(1, 3, 10, 2, k=3).eval()
@@ -155,8 +113,8 @@ def test_instance_networks_score_slices_by_their_own_prediction():
     with torch.no_grad():
         slice_logits = net.instance_logits(x)[0]
     torch.testing.assert_close(scores[0], slice_logits[:, 1] - slice_logits[:, 0])
-    with pytest.raises(ValueError, match="does not pool the bag with top-k"):
-        TopKProvenance(net)
+    with pytest.raises(ValueError, match="class_index"):
+        slice_scores(net, x, class_index=[0, 1])
 
 
 def test_key_slices_rank_and_skip_padding():
