@@ -53,6 +53,7 @@ from monai.utils import look_up_option
 from torch import nn
 
 from .grad_input import GradientTimesInput
+from .provenance import class_targets
 
 __all__ = ["FUSION_RULES", "GlobalLocalMaps", "GlobalLocalSaliency", "fuse_maps", "select_windows"]
 
@@ -316,7 +317,8 @@ class GlobalLocalSaliency:
         # 1. global pass
         small = _resize(full, self.input_size)[:, None]
         t, logits, _ = self.saliency.attributions(small, class_index=class_index)
-        target = GradientTimesInput._targets(class_index, logits)
+        target = class_targets(class_index, int(logits.shape[0]), int(logits.shape[1]), logits.device)
+        target = logits.detach().argmax(dim=1) if target is None else target  # None: each bag's predicted class
         global_map = self._to_maps(t, (height, width))
 
         # 2. windows
