@@ -30,6 +30,8 @@ __all__ = [
     "optim",
     "prepare_batch",
     "reports",
+    "zoo_checks",
+    "zoo_package",
 ]
 
 

@@ -1,0 +1,110 @@
+# Copyright (c) 2026 MIMS-CNN bundle contributors
+# Licensed under the Apache License, Version 2.0 (see LICENSE at the repository root).
+"""``bundle.zoo_package`` and ``bundle.zoo_checks`` on small hand-made folders (the whole build with every check
+runs in ``tests/scripts/test_package_bundle.py``)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zipfile
+
+import pytest
+
+from bundle import zoo_checks, zoo_package
+from bundle.config import REPO
+
+#: a small network: building it is all the failing builds below do with torch
+SMALL = {"image_size": [32, 32], "backbone_depth": 10}
+
+
+def test_sha256_is_the_digest_of_the_file(tmp_path):
+    data = bytes(range(256)) * 5000  # > the 1 MiB read block
+    (tmp_path / "w.bin").write_bytes(data)
+    assert zoo_package.sha256(tmp_path / "w.bin") == hashlib.sha256(data).hexdigest()
+
+
+def test_large_files_yml_has_the_zoo_format(tmp_path):
+    entries = [{"path": f"models/{f}", "url": f"https://x/{f}", "hash_val": h, "hash_type": "sha256"}
+               for f, h in (("model.pt", "aa"), ("model.ts", "bb"))]
+    zoo_package._write_yaml_list(tmp_path / "large_files.yml", entries)
+    assert (tmp_path / "large_files.yml").read_text() == (
+        "large_files:\n"
+        '  - path: "models/model.pt"\n    url: "https://x/model.pt"\n    hash_val: "aa"\n    hash_type: "sha256"\n'
+        '  - path: "models/model.ts"\n    url: "https://x/model.ts"\n    hash_val: "bb"\n    hash_type: "sha256"\n'
+    )
+
+
+def test_zip_has_the_package_name_as_its_one_base_folder(tmp_path):
+    stage = tmp_path / "my_bundle"
+    (stage / "configs").mkdir(parents=True)
+    (stage / "configs" / "metadata.json").write_text("{}")
+    (stage / "LICENSE").write_text("x")
+    archive = zoo_package.write_zip(stage, tmp_path / "out" / "my_bundle_v1.zip")
+    assert zipfile.ZipFile(archive).namelist() == ["my_bundle/LICENSE", "my_bundle/configs/metadata.json"]
+
+
+def test_build_refuses_a_missing_checkpoint_and_an_unknown_method(tmp_path):
+    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
+        zoo_package.build_package(tmp_path / "none.pt", tmp_path / "dist")
+    (tmp_path / "ckpt.pt").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match="no method overlay .*; methods: .*mi_pre_conv"):
+        zoo_package.build_package(tmp_path / "ckpt.pt", tmp_path / "dist", method="no_such_method")
+    assert not (tmp_path / "dist").exists()
+
+
+def test_build_never_removes_a_folder_it_did_not_make(tmp_path):
+    (tmp_path / "ckpt.pt").write_bytes(b"")
+    (tmp_path / "dist" / "pkg").mkdir(parents=True)
+    (tmp_path / "dist" / "pkg" / "keep.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="is not a bundle package"):
+        zoo_package.build_package(tmp_path / "ckpt.pt", tmp_path / "dist", name="pkg")
+    assert (tmp_path / "dist" / "pkg" / "keep.txt").read_text() == "mine"
+
+
+def test_an_unreadable_checkpoint_is_named_without_the_method_hint(tmp_path):
+    (tmp_path / "broken.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match=r"broken\.pt cannot be read") as error:
+        zoo_package.build_package(tmp_path / "broken.pt", tmp_path / "dist", overrides=SMALL)
+    assert "--method" not in str(error.value)
+
+
+def _fake_package(root, version="0.2.0", changelog=("0.2.0",)):
+    (root / "configs").mkdir(parents=True)
+    meta = {"version": version, "changelog": {v: "..." for v in changelog}}
+    (root / "configs" / "metadata.json").write_text(json.dumps(meta))
+    return root
+
+
+@pytest.mark.parametrize(
+    "version, changelog, failures",
+    [("0.2.0", ("0.2.0", "0.1.0"), 1), ("0.3.0", ("0.2.0",), 2)],  # required files fail in both
+)
+def test_run_checks_reports_every_check_and_counts_failures(version, changelog, failures, tmp_path, capsys):
+    bundle = _fake_package(tmp_path / "pkg", version, changelog)
+    light = ("required files", "version in changelog", "configs are JSON")
+    skip = [name for name in zoo_checks.CHECKS if name not in light]
+    assert zoo_checks.run_checks(bundle, skip=skip) == failures
+    out = capsys.readouterr().out
+    assert "  FAIL  required files: FileNotFoundError: missing: configs/inference.json" in out
+    assert ("  ok    version in changelog: version 0.2.0 in changelog" in out) == (failures == 1)
+    assert "  ok    configs are JSON: 1 JSON files parse" in out
+    assert all(f"  SKIP  {name} (asked)" in out for name in skip)
+
+
+def test_checks_run_in_a_fresh_process_on_the_package_code(tmp_path, capfd):
+    """The child imports ``bundle`` from the package folder first: a mark put into the package's copy of
+    ``bundle/zoo_checks.py`` shows in its output; a broken config fails the run."""
+    import shutil
+
+    bundle = _fake_package(tmp_path / "pkg")
+    shutil.copytree(REPO / "bundle", bundle / "bundle", ignore=shutil.ignore_patterns("__pycache__"))
+    copy = bundle / "bundle" / "zoo_checks.py"
+    copy.write_text(copy.read_text().replace("JSON files parse", "JSON files parse (package copy)"))
+    keep = ("version in changelog", "configs are JSON")
+    skip = [name for name in zoo_checks.CHECKS if name not in keep]
+    assert zoo_checks.check_package(bundle, skip=skip)
+    assert "  ok    configs are JSON: 1 JSON files parse (package copy)" in capfd.readouterr().out
+    (bundle / "configs" / "broken.json").write_text("{")
+    assert not zoo_checks.check_package(bundle, skip=skip)
+    assert "  FAIL  configs are JSON: ValueError: configs/broken.json:" in capfd.readouterr().out
