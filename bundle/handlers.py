@@ -8,6 +8,8 @@
   ``models/`` folder (a failed run never touches it).
 - :class:`MLflowRunExtras`: when the run is tracked with ``--tracking mlflow``, record the run's
   parameters and checkpoint in the same MLflow run, and mark the run failed when training raises.
+- :func:`share_mlflow_run`: hand the ``MLFlowHandler`` that ``--tracking mlflow`` adds to an engine to
+  the handlers (:class:`MLflowRunUser`) that log into its run.
 
 Every file is written to a temporary name first and renamed, so an interrupted run never leaves
 a half-written file in place of a good one.
@@ -29,27 +31,19 @@ import numpy as np
 import torch
 from ignite.engine import Engine, Events
 
+from bundle.reports import atomic_write
+
 __all__ = [
     "PredictionsWriter",
     "MetricsWriter",
     "PromoteCheckpoint",
     "MLflowRunExtras",
-    "atomic_write_text",
+    "MLflowRunUser",
     "case_name",
-    "mlflow_handlers",
+    "share_mlflow_run",
 ]
 
 logger = logging.getLogger(__name__)
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file and an atomic rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
 
 
 def _to_python(value: Any, squeeze: bool = True) -> Any:
@@ -165,8 +159,9 @@ class PredictionsWriter:
         writer.writeheader()
         for row in self.rows:
             writer.writerow({k: (json.dumps(v) if isinstance(v, list) else v) for k, v in row.items()})
-        csv_path = atomic_write_text(self.output_dir / f"{self.name}.csv", buf.getvalue())
-        json_path = atomic_write_text(self.output_dir / f"{self.name}.json", json.dumps(self.rows, indent=2) + "\n")
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        csv_path = atomic_write(self.output_dir / f"{self.name}.csv", buf.getvalue())
+        json_path = atomic_write(self.output_dir / f"{self.name}.json", json.dumps(self.rows, indent=2) + "\n")
         logger.info(f"wrote {len(self.rows)} predictions to {csv_path} and {json_path}")
 
 
@@ -193,7 +188,8 @@ class MetricsWriter:
         if dataset is not None and hasattr(dataset, "__len__"):
             content["num_cases"] = len(dataset)
         content.update({k: _to_python(v) for k, v in self.extra.items()})
-        atomic_write_text(self.path, json.dumps(content, indent=2, default=str) + "\n")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.path, json.dumps(content, indent=2, default=str) + "\n")
         logger.info(f"metrics written to {self.path}: " + json.dumps(content, default=str))
 
 
@@ -226,25 +222,63 @@ class PromoteCheckpoint:
         logger.info(f"best checkpoint {self.source} promoted to {self.target}")
 
 
-def mlflow_handlers(engine: Engine) -> list:
-    """The MONAI ``MLFlowHandler`` objects attached to ``engine`` (those ``--tracking mlflow`` adds)."""
+class MLflowRunUser:
+    """Base of the handlers that log into the MLflow run of MONAI's ``MLFlowHandler`` (``--tracking mlflow``).
+
+    How such a handler finds the run, through public interfaces only: ``--tracking mlflow`` (MONAI's
+    ``ConfigWorkflow.patch_bundle_tracking``) appends an ``MLFlowHandler`` config, without an id, to
+    ``train#handlers`` and ``validate#handlers``. An ignite engine does not list its handlers publicly, and
+    the MLflow run is not the active run of MLflow's fluent API (``MLFlowHandler`` opens it through its
+    own ``MlflowClient``, ``mlflow.active_run()`` is None), so the configs pass each engine's handler list
+    through :func:`share_mlflow_run`, which sets :attr:`mlflow_handlers` of every :class:`MLflowRunUser`
+    in the list to the ``MLFlowHandler`` objects of the same list::
+
+        "train_handlers": "$bundle.handlers.share_mlflow_run(@train#handlers)"
+
+    Each ``MLFlowHandler`` opens its run when its engine starts (``cur_run``, whose ``info.run_id`` and
+    ``client`` are what the subclasses log with) and closes it on completion. Without tracking the list
+    stays empty and the subclasses log nothing to MLflow.
+
+    Attributes:
+        mlflow_handlers: the ``MLFlowHandler`` objects attached to the same engine (empty: not tracked).
+    """
+
+    mlflow_handlers: Sequence[Any] = ()
+
+    def open_mlflow_handlers(self) -> list[Any]:
+        """The :attr:`mlflow_handlers` whose run is open (``cur_run`` set)."""
+        return [handler for handler in self.mlflow_handlers if handler.cur_run is not None]
+
+
+def share_mlflow_run(handlers: Sequence[Any] | None) -> list[Any]:
+    """Give the ``MLFlowHandler`` objects among an engine's ``handlers`` to the :class:`MLflowRunUser` among them.
+
+    Pass an engine's handler list through it in the config (``"train_handlers":
+    "$bundle.handlers.share_mlflow_run(@train#handlers)"``); see :class:`MLflowRunUser` for why.
+
+    Args:
+        handlers: the instantiated handlers of one engine (e.g. ``@train#handlers``); None: none.
+
+    Returns:
+        the same handlers, in order, as a list.
+    """
     from monai.handlers import MLFlowHandler
 
-    found = []
-    for event_handlers in getattr(engine, "_event_handlers", {}).values():
-        for entry in event_handlers:
-            owner = getattr(entry[0], "__self__", None)
-            if isinstance(owner, MLFlowHandler) and owner not in found:
-                found.append(owner)
-    return found
+    handlers = list(handlers or [])
+    tracking = [h for h in handlers if isinstance(h, MLFlowHandler)]
+    for handler in handlers:
+        if isinstance(handler, MLflowRunUser):
+            handler.mlflow_handlers = list(tracking)
+    return handlers
 
 
-class MLflowRunExtras:
+class MLflowRunExtras(MLflowRunUser):
     """Complete the MLflow run that ``--tracking mlflow`` attaches to a trainer.
 
     Logs ``params`` once the run has started, logs the files in ``artifacts`` (those that exist)
     when training completes, and marks the run ``FAILED`` if training raises, so that a later run
-    never appends to it. Does nothing when the engine carries no ``MLFlowHandler``.
+    never appends to it. It works on the ``MLFlowHandler`` objects :func:`share_mlflow_run` gives it
+    (see :class:`MLflowRunUser`) and does nothing without them.
 
     Put it first in the handler list: it must see an exception before handlers that re-raise it.
 
@@ -263,14 +297,16 @@ class MLflowRunExtras:
         engine.add_event_handler(Events.EXCEPTION_RAISED, self._mark_failed)
 
     def _log_params(self, engine: Engine) -> None:
-        for handler in mlflow_handlers(engine):
-            if handler.cur_run is not None and self.params:
-                handler._log_params(self.params)
+        from mlflow.entities import Param
+
+        if not self.params:
+            return
+        params = [Param(key, str(value)) for key, value in self.params.items()]
+        for handler in self.open_mlflow_handlers():
+            handler.client.log_batch(run_id=handler.cur_run.info.run_id, metrics=[], params=params, tags=[])
 
     def _log_artifacts(self, engine: Engine) -> None:
-        for handler in mlflow_handlers(engine):
-            if handler.cur_run is None:
-                continue
+        for handler in self.open_mlflow_handlers():
             for path in self.artifacts:
                 if path.is_file():
                     handler.client.log_artifact(handler.cur_run.info.run_id, str(path))
@@ -278,8 +314,7 @@ class MLflowRunExtras:
                     logger.info(f"MLflow: artifact {path} does not exist, not logged")
 
     def _mark_failed(self, engine: Engine, e: BaseException) -> None:
-        for handler in mlflow_handlers(engine):
-            if handler.cur_run is not None:
-                handler.client.set_terminated(handler.cur_run.info.run_id, "FAILED")
-                handler.cur_run = None
+        for handler in self.open_mlflow_handlers():
+            handler.client.set_terminated(handler.cur_run.info.run_id, "FAILED")
+            handler.cur_run = None  # its close() would mark the run FINISHED
         raise e

@@ -10,7 +10,7 @@ import torch
 from ignite.engine import Engine, Events
 from monai.data import MetaTensor
 
-from bundle.handlers import MetricsWriter, MLflowRunExtras, PredictionsWriter, PromoteCheckpoint
+from bundle.handlers import MetricsWriter, MLflowRunExtras, PredictionsWriter, PromoteCheckpoint, share_mlflow_run
 
 
 def test_predictions_writer(tmp_path):
@@ -93,17 +93,19 @@ def test_mlflow_extras_params_artifacts_and_failure(tmp_path):
 
     def make(step, run_name):
         engine = Engine(step)
-        MLflowRunExtras(
-            params={"lr": 0.1, "method": "mims_cnn"}, artifacts=[artifact, tmp_path / "absent.pt"]
-        ).attach(engine)
-        MLFlowHandler(
-            tracking_uri=uri,
-            experiment_name="exp",
-            run_name=run_name,
-            close_on_complete=True,
-            iteration_log=False,
-            epoch_log=False,
-        ).attach(engine)
+        handlers = [  # as train.json lists them once --tracking mlflow appended its handler
+            MLflowRunExtras(params={"lr": 0.1, "method": "mims_cnn"}, artifacts=[artifact, tmp_path / "absent.pt"]),
+            MLFlowHandler(
+                tracking_uri=uri,
+                experiment_name="exp",
+                run_name=run_name,
+                close_on_complete=True,
+                iteration_log=False,
+                epoch_log=False,
+            ),
+        ]
+        for handler in share_mlflow_run(handlers):
+            handler.attach(engine)
         return engine
 
     make(lambda e, b: b, "ok").run([1, 2], max_epochs=1)
@@ -119,3 +121,22 @@ def test_mlflow_extras_params_artifacts_and_failure(tmp_path):
     assert runs["ok"].info.status == "FINISHED"
     assert [a.path for a in client.list_artifacts(runs["ok"].info.run_id)] == ["model.pt"]
     assert runs["bad"].info.status == "FAILED"
+
+
+def test_share_mlflow_run_hands_the_tracking_handlers_to_their_users(tmp_path):
+    from monai.handlers import MLFlowHandler
+    from monai.utils import path_to_sqlite_uri
+
+    extras = MLflowRunExtras(params={"lr": 0.1}, artifacts=[tmp_path / "absent.pt"])
+    promote = PromoteCheckpoint(tmp_path / "a.pt", tmp_path / "b.pt")
+    tracker = MLFlowHandler(tracking_uri=path_to_sqlite_uri(str(tmp_path / "mlruns.db")))
+    assert share_mlflow_run([extras, promote, tracker]) == [extras, promote, tracker]
+    assert extras.mlflow_handlers == [tracker] and not hasattr(promote, "mlflow_handlers")
+    assert share_mlflow_run(None) == []
+
+    untracked = MLflowRunExtras(params={"lr": 0.1})  # no MLFlowHandler: nothing to log into, no error
+    engine = Engine(lambda e, b: b)
+    for handler in share_mlflow_run([untracked]):
+        handler.attach(engine)
+    engine.run([1], max_epochs=1)
+    assert untracked.mlflow_handlers == []

@@ -10,7 +10,7 @@ from PIL import Image
 
 from bundle.config import as_bool
 from bundle.localization import heatmap_volume, montage, overlay_heatmap, save_png
-from bundle.localization.writer import case_file_stem
+from bundle.localization.case_outputs import case_file_stem
 
 
 def test_overlay_grey_is_the_papers_formula():

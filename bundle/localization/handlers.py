@@ -1,222 +1,51 @@
 # Copyright (c) 2026 MIMS-CNN bundle contributors
 # Licensed under the Apache License, Version 2.0 (see LICENSE at the repository root).
-"""Localization outputs of the bundle's engines: heatmap volumes, key-slice overlays, montages.
+"""Ignite handlers that write the localization outputs of the cases an engine sees.
 
-- :func:`localize_case`: gradient x input heatmaps (:class:`GradientTimesInput`) and key slices
-  (:func:`slice_scores`, :func:`key_slices`) of one case of a decollated batch.
-- :func:`heatmap_volume`: the bag's heatmaps put back into a volume of the original image's shape.
 - :class:`LocalizationWriter`: inference handler writing the files of every case and adding the key
   slices to the engine's outputs, so that :class:`bundle.handlers.PredictionsWriter` writes them.
 - :class:`ValidationOverlayLogger`: training-time handler writing the montages of a few fixed
   validation cases every validation epoch and logging them into the MLflow run when one is tracked.
+
+What they write is computed by :mod:`bundle.localization.case_outputs`.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import os
-import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from ignite.engine import Engine, Events
 
 from bundle.config import as_bool
-from bundle.handlers import case_name, mlflow_handlers
+from bundle.data.nifti_io import save_nifti
+from bundle.handlers import MLflowRunUser, case_name
 
+from .case_outputs import (
+    CaseLocalization,
+    case_file_stem,
+    case_montage,
+    case_overlays,
+    heatmap_volume,
+    localize_case,
+    plain_tensor,
+    unique_stem,
+)
 from .grad_input import GradientTimesInput
-from .overlay import DEFAULT_COLORMAP, heatmap_to_uint8, montage, overlay_heatmap, save_png
-from .provenance import key_slices, slice_scores
+from .overlay import DEFAULT_COLORMAP, heatmap_to_uint8, save_png
 
-__all__ = [
-    "CaseLocalization",
-    "localize_case",
-    "heatmap_volume",
-    "case_overlays",
-    "case_montage",
-    "case_file_stem",
-    "LocalizationWriter",
-    "ValidationOverlayLogger",
-]
+__all__ = ["LocalizationWriter", "ValidationOverlayLogger"]
 
 logger = logging.getLogger(__name__)
 
-#: suffixes stripped from a case's file name to name its outputs
-_STRIP_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
-
-
-@dataclass
-class CaseLocalization:
-    """Heatmaps and key slices of one case (real slices only, in bag order).
-
-    Attributes:
-        heatmaps: ``[n, H, W]`` float32 ``P*`` in ``[0, 255]`` at the network's input size.
-        slices: ``[n, H, W]`` (grey) or ``[n, H, W, 3]`` (RGB) network input slices in ``[0, 1]``.
-        positions: bag position of every slice (padding skipped).
-        slice_indices: original slice index of every slice (the bag positions when unknown).
-        key_slices: best first, ``{"slice", "position", "score"}`` as :func:`key_slices` gives.
-        target: the class the heatmaps explain.
-    """
-
-    heatmaps: np.ndarray
-    slices: np.ndarray
-    positions: list[int]
-    slice_indices: list[int]
-    key_slices: list[dict]
-    target: int
-
-    def overlay_index(self, position: int) -> int:
-        """Index in :attr:`heatmaps` (and in :func:`case_overlays`) of the slice at bag ``position``."""
-        return self.positions.index(position)
-
-
-def _background(slices: torch.Tensor) -> np.ndarray:
-    """Network input slices ``[n, C, H, W]`` as overlay backgrounds: grey ``[n, H, W]`` or RGB ``[n, H, W, 3]``."""
-    if slices.shape[1] == 3:
-        return slices.permute(0, 2, 3, 1).numpy()
-    return slices.mean(dim=1).numpy()  # grey; other channel counts: their mean
-
-
-def localize_case(
-    explainer: GradientTimesInput,
-    image: torch.Tensor,
-    mask: torch.Tensor | None = None,
-    slice_indices: torch.Tensor | None = None,
-    class_index: int | None = None,
-    num_key_slices: int = 3,
-) -> CaseLocalization:
-    """Heatmaps and key slices of one bag.
-
-    The whole bag goes through the network at once, with gradients (no chunking): memory grows with the
-    number of slices. The network is used in eval mode and put back in its mode; no parameter's
-    ``.grad`` changes and no random number is drawn.
-
-    Args:
-        explainer: the heatmap method, bound to the network.
-        image: bag ``[N, C, H, W]`` (may be padded).
-        mask: ``[N]`` bool, True = real slice; None: all real.
-        slice_indices: ``[N]`` original index of every slice (``-1``: padding); None: bag positions.
-        class_index: the class to explain; None: the network's predicted class.
-        num_key_slices: how many key slices to report.
-
-    Returns:
-        the case's :class:`CaseLocalization`.
-    """
-    network = explainer.network
-    device = next(network.parameters()).device
-    x = _plain(image).to(device=device, dtype=torch.float32)[None]
-    n = int(x.shape[1])
-    m = torch.ones(1, n, dtype=torch.bool) if mask is None else _plain(mask).bool()[None]
-    m = m.to(device)
-    heat, logits = explainer(x, m, class_index)
-    target = int(logits[0].argmax()) if class_index is None else int(class_index)
-    scores, _ = slice_scores(network, x, m, class_index=target)
-    idx = None if slice_indices is None else _plain(slice_indices).reshape(1, -1)
-    keys = key_slices(scores.cpu(), idx, top=num_key_slices)[0]
-    real = m[0].cpu()
-    positions = torch.arange(n)[real]
-    originals = positions if idx is None else idx[0][real]
-    return CaseLocalization(
-        heatmaps=heat[0].detach().cpu()[real].float().numpy(),
-        slices=_background(x[0].detach().cpu()[real]),
-        positions=[int(p) for p in positions],
-        slice_indices=[int(i) for i in originals],
-        key_slices=keys,
-        target=target,
-    )
-
-
-def heatmap_volume(
-    heatmaps: np.ndarray | torch.Tensor, slice_indices: Sequence[int], spatial_shape: Sequence[int], slice_axis: int = 2
-) -> np.ndarray:
-    """Put a bag's heatmaps back into a volume of the original image's shape.
-
-    Every heatmap ``[h, w]`` is resized (bilinear) to the original slice size, the two spatial axes
-    other than ``slice_axis`` in their order (as :class:`transforms.ToBag` cut them), and written at
-    its original index along ``slice_axis``; slices that were not evaluated stay 0.
-
-    Args:
-        heatmaps: ``[n, h, w]`` in ``[0, 255]``.
-        slice_indices: the ``n`` original indices.
-        spatial_shape: the volume's spatial shape (3 values), or an image's (2 values; then the single
-            heatmap is only resized and ``slice_indices`` must be ``[0]``).
-        slice_axis: the spatial axis the bag was cut along.
-
-    Returns:
-        float32 array of ``spatial_shape`` in ``[0, 255]``.
-    """
-    heat = torch.as_tensor(np.asarray(heatmaps, dtype=np.float32))
-    shape = [int(s) for s in spatial_shape]
-    if heat.dim() != 3 or heat.shape[0] != len(slice_indices):
-        raise ValueError(f"expected {len(slice_indices)} heatmaps [n, h, w], got shape {list(heat.shape)}")
-    if len(shape) == 2:
-        if list(slice_indices) != [0]:
-            raise ValueError(f"a 2-D image has one slice (index 0), got slice indices {list(slice_indices)}")
-        plane, axis = shape, None
-    elif len(shape) == 3:
-        axis = int(slice_axis) % 3
-        plane = [s for i, s in enumerate(shape) if i != axis]
-        bad = [int(i) for i in slice_indices if not 0 <= int(i) < shape[axis]]
-        if bad:
-            raise ValueError(f"slice indices {bad} out of range for {shape[axis]} slices along axis {axis}")
-    else:
-        raise ValueError(f"spatial_shape must have 2 or 3 values, got {shape}")
-    if list(heat.shape[1:]) != plane:
-        heat = F.interpolate(heat[:, None], size=plane, mode="bilinear", align_corners=False)[:, 0]
-    heat = heat.clamp(0.0, 255.0).numpy()
-    if axis is None:
-        return heat[0]
-    volume = np.zeros(shape, dtype=np.float32)
-    np.moveaxis(volume, axis, 0)[list(int(i) for i in slice_indices)] = heat  # a view: writes into volume
-    return volume
-
-
-def case_overlays(case: CaseLocalization, colormap: Any = DEFAULT_COLORMAP) -> list[np.ndarray]:
-    """One ``uint8`` RGB overlay (:func:`overlay_heatmap`) per bag slice, at the network's input size."""
-    return [overlay_heatmap(s, h, colormap) for s, h in zip(case.slices, case.heatmaps)]
-
-
-def case_montage(case: CaseLocalization, columns: int | None = None, colormap: Any = DEFAULT_COLORMAP) -> np.ndarray:
-    """All bag slices' overlays in a grid (bag order), captioned with their original index; key slices
-    are framed and captioned with their rank (``"12 #1"``). ``columns`` defaults to ``ceil(sqrt(n))``."""
-    rank = {k["position"]: r for r, k in enumerate(case.key_slices, start=1)}
-    captions, frame = [], []
-    for pos, original in zip(case.positions, case.slice_indices):
-        captions.append(f"{original} #{rank[pos]}" if pos in rank else str(original))
-        frame.append(pos in rank)
-    images = case_overlays(case, colormap)
-    columns = columns or math.ceil(math.sqrt(len(images)))
-    return montage(images, columns, captions=captions, highlight=frame)
-
-
-def case_file_stem(path: str) -> str:
-    """A file-name stem for a case: its file (or folder) name without image suffixes, safe characters only."""
-    name = Path(str(path).rstrip("/\\")).name or "case"
-    lower = name.lower()
-    for suffix in _STRIP_SUFFIXES:
-        if lower.endswith(suffix) and len(name) > len(suffix):
-            name = name[: -len(suffix)]
-            break
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).lstrip(".") or "case"
-
-
-def _unique_stem(stem: str, used: set[str]) -> str:
-    """``stem``, or ``stem_2``, ``stem_3``, ... when taken; the result is added to ``used``."""
-    candidate, counter = stem, 1
-    while candidate in used:
-        counter += 1
-        candidate = f"{stem}_{counter}"
-    used.add(candidate)
-    return candidate
-
 
 def _first(value: Any) -> Any:
+    """The first element of a tensor or array (None when empty); other values as they are."""
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu()
         return value.reshape(-1)[0].item() if value.numel() else None
@@ -225,13 +54,8 @@ def _first(value: Any) -> Any:
     return value
 
 
-def _plain(value: Any) -> torch.Tensor | None:
-    if value is None:
-        return None
-    return torch.as_tensor(value).as_subclass(torch.Tensor).detach().cpu()
-
-
 def _check_settings(num_key_slices: int, class_index: int | None) -> None:
+    """Raise ValueError for a ``num_key_slices`` below 1 or a ``class_index`` that is not None or >= 0."""
     if isinstance(num_key_slices, bool) or not isinstance(num_key_slices, int) or num_key_slices < 1:
         raise ValueError(f"num_key_slices must be an integer >= 1, got {num_key_slices!r}")
     bad_class = isinstance(class_index, bool) or not isinstance(class_index, int) or class_index < 0
@@ -331,7 +155,7 @@ class LocalizationWriter:
 
     def _unique_stem(self, case: str) -> str:
         base = case_file_stem(case)
-        stem = _unique_stem(base, self._stems)
+        stem = unique_stem(base, self._stems)
         if stem != base:
             logger.warning(f"localization: {case} has the same name as an earlier case, its files are {stem}_*")
         return stem
@@ -343,9 +167,9 @@ class LocalizationWriter:
             class_index = int(torch.as_tensor(item[self.pred_key]).reshape(-1).argmax())
         result = localize_case(
             self.explainer,
-            _plain(image),
-            _plain(batch_item.get(self.mask_key)),
-            _plain(batch_item.get(self.indices_key)),
+            plain_tensor(image),
+            plain_tensor(batch_item.get(self.mask_key)),
+            plain_tensor(batch_item.get(self.indices_key)),
             class_index,
             self.num_key_slices,
         )
@@ -367,36 +191,23 @@ class LocalizationWriter:
         if shape is None:
             logger.warning(f"{case}: no spatial_shape in the image's meta data, heatmap volume not written")
             return
-        shape = [int(s) for s in np.asarray(_plain(shape)).reshape(-1)]
+        shape = [int(s) for s in np.asarray(plain_tensor(shape)).reshape(-1)]
         axis = int(_first(meta.get("slice_axis", 2)))
         volume = heatmap_volume(result.heatmaps, result.slice_indices, shape, axis)
         if len(shape) == 2:
             save_png(self.output_dir / f"{stem}_heatmap.png", heatmap_to_uint8(volume))
             return
-        affine = np.asarray(_plain(image.affine), dtype=np.float64)
+        affine = np.asarray(plain_tensor(image.affine), dtype=np.float64)
         original = meta.get("original_affine")
-        if original is not None and not np.allclose(np.asarray(_plain(original), dtype=np.float64), affine):
+        if original is not None and not np.allclose(np.asarray(plain_tensor(original), dtype=np.float64), affine):
             logger.warning(
                 f"{case}: the affine changed during preprocessing (resampled or reoriented before ToBagd?); "
                 "the heatmap volume uses the preprocessed affine and the original spatial shape"
             )
-        _save_nifti(self.output_dir / f"{stem}_heatmap.nii.gz", volume, affine)
+        save_nifti(volume, self.output_dir / f"{stem}_heatmap.nii.gz", affine=affine)
 
 
-def _save_nifti(path: Path, volume: np.ndarray, affine: np.ndarray) -> Path:
-    """Write a float32 NIfTI with ``affine`` as both its qform and sform (through a temporary file)."""
-    import nibabel as nib
-
-    img = nib.Nifti1Image(volume.astype(np.float32), affine)
-    img.set_qform(affine, code=1)
-    img.set_sform(affine, code=1)
-    tmp = path.with_name(f".tmp_{path.name}")
-    nib.save(img, str(tmp))
-    os.replace(tmp, path)
-    return path
-
-
-class ValidationOverlayLogger:
+class ValidationOverlayLogger(MLflowRunUser):
     """Every validation epoch, montages of a few fixed validation cases, logged into MLflow when tracked.
 
     Attach to the validation evaluator (``validate#handlers``). During the epoch it keeps the first
@@ -405,8 +216,10 @@ class ValidationOverlayLogger:
     ``EPOCH_COMPLETED`` it computes their heatmaps and key slices (:func:`localize_case`; by default for
     each case's true label, so a positive case shows where the network finds the lesion class) and
     writes ``<output_dir>/epoch_<nnn>/<case>_montage.png`` (``nnn``: the trainer's epoch, zero-padded to
-    3 digits). When the evaluator carries MONAI's ``MLFlowHandler`` (``--tracking mlflow``), the files are
-    logged into its run under ``overlays/epoch_<nnn>/``; without tracking the files are only written.
+    3 digits). With ``--tracking mlflow`` the files are logged into the run of the evaluator's
+    ``MLFlowHandler`` (the trainer's run, which it shares) under ``overlays/epoch_<nnn>/``; the configs hand
+    that handler over with :func:`bundle.handlers.share_mlflow_run` (see
+    :class:`~bundle.handlers.MLflowRunUser`). Without tracking the files are only written.
 
     Training is not changed: no random number is drawn, the network's mode is restored, parameter
     gradients are untouched, and BatchNorm statistics are not updated (eval mode). It costs one forward
@@ -479,9 +292,9 @@ class ValidationOverlayLogger:
             chosen.append(
                 {
                     "case": case_name({}, batch_item, self.image_key),
-                    "image": _plain(batch_item[self.image_key]),
-                    "mask": _plain(batch_item.get(self.mask_key)),
-                    "slice_indices": _plain(batch_item.get(self.indices_key)),
+                    "image": plain_tensor(batch_item[self.image_key]),
+                    "mask": plain_tensor(batch_item.get(self.mask_key)),
+                    "slice_indices": plain_tensor(batch_item.get(self.indices_key)),
                     "label": None if label is None else int(label),
                 }
             )
@@ -506,18 +319,14 @@ class ValidationOverlayLogger:
                 result = localize_case(
                     explainer, case["image"], case["mask"], case["slice_indices"], class_index, self.num_key_slices
                 )
-                stem = _unique_stem(case_file_stem(case["case"]) if case["case"] else f"case{number}", stems)
+                stem = unique_stem(case_file_stem(case["case"]) if case["case"] else f"case{number}", stems)
                 picture = case_montage(result, colormap=self.colormap)
                 written.append(save_png(epoch_dir / f"{stem}_montage.png", picture))
             except Exception as e:
                 raise RuntimeError(f"{name}: validation overlay failed: {e}") from e
-        self._log_to_mlflow(engine, written, f"{self.artifact_dir}/{epoch_dir.name}")
+        self._log_to_mlflow(written, f"{self.artifact_dir}/{epoch_dir.name}")
 
-    @staticmethod
-    def _log_to_mlflow(engine: Engine, paths: list[Path], artifact_path: str) -> None:
-        for handler in mlflow_handlers(engine):
-            if handler.cur_run is None:
-                continue
+    def _log_to_mlflow(self, paths: list[Path], artifact_path: str) -> None:
+        for handler in self.open_mlflow_handlers()[:1]:  # one run: the trainer's, which the validator's shares
             for path in paths:
                 handler.client.log_artifact(handler.cur_run.info.run_id, str(path), artifact_path)
-            return  # one run: the trainer's, which the validator's handler shares

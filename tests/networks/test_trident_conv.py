@@ -1,6 +1,6 @@
 # Copyright (c) 2026 MIMS-CNN bundle contributors
 # Licensed under the Apache License, Version 2.0 (see LICENSE at the repository root).
-"""TridentConv, IdentityHead and MeanPool: exact values, shapes, TorchScript, gradients, argument checks."""
+"""TridentConv: exact values, shapes, TorchScript, gradients, argument checks."""
 
 from __future__ import annotations
 
@@ -8,9 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from networks.blocks import IdentityHead, MeanPool, TridentConv
-
-NEG_INF = float("-inf")
+from networks.blocks import TridentConv
 
 TRIDENT_CASES = [
     # in_channels, out_channels, kernel_size, dilations, input shape
@@ -81,39 +79,3 @@ def test_trident_rejects_invalid_arguments(kwargs, message):
 def test_trident_rejects_wrong_channels():
     with pytest.raises(ValueError, match=r"\[M, 3, h, w\]"):
         TridentConv(3)(torch.randn(1, 2, 4, 4))
-
-
-def test_identity_head(round_trip):
-    head = IdentityHead(5)
-    x = torch.randn(2, 5, 3, 4)
-    (y,) = head(x)
-    assert y is x and head.out_channels == 5 and head.output_sizes(3, 4) == [(3, 4)]
-    torch.testing.assert_close(round_trip(head)(x)[0], x)
-    with pytest.raises(ValueError, match=r"\[M, 5, h, w\]"):
-        head(torch.randn(2, 4, 3, 4))
-    with pytest.raises(ValueError, match="channels"):
-        IdentityHead(0)
-
-
-MEAN_CASES = [
-    ([[[1.0, 4.0, 2.0, NEG_INF]]], [[7.0 / 3.0]]),
-    ([[[NEG_INF, NEG_INF]]], [[0.0]]),
-    ([[[2.0, -2.0], [5.0, 1.0]]], [[0.0, 3.0]]),
-]
-
-
-@pytest.mark.parametrize("values, expected", MEAN_CASES)
-def test_mean_pool_exact_values(values, expected):
-    torch.testing.assert_close(MeanPool()(torch.tensor(values)), torch.tensor(expected))
-
-
-def test_mean_pool_flattens_trailing_dims_and_has_finite_gradients(round_trip):
-    x = torch.tensor([[[[1.0, NEG_INF], [3.0, 5.0]]], [[[NEG_INF, NEG_INF], [NEG_INF, NEG_INF]]]], requires_grad=True)
-    y = MeanPool()(x)
-    torch.testing.assert_close(y.detach(), torch.tensor([[3.0], [0.0]]))
-    y.sum().backward()
-    assert torch.isfinite(x.grad).all()
-    torch.testing.assert_close(x.grad[0, 0], torch.tensor([[1 / 3, 0.0], [1 / 3, 1 / 3]]))
-    torch.testing.assert_close(round_trip(MeanPool())(x.detach()), y.detach())
-    with pytest.raises(ValueError, match="at least 3 dims"):
-        MeanPool()(torch.ones(2, 3))
