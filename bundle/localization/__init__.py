@@ -8,7 +8,7 @@ from .case_outputs import heatmap_volume, localize_case
 from .glam import GlobalLocalSaliency
 from .grad_input import INPUT_LAYER, GradientTimesInput, default_layer
 from .handlers import LocalizationWriter, ValidationOverlayLogger
-from .metrics import heatmap_auroc, key_slice_hit, pointing_game_hit
+from .metrics import average_precision, heatmap_auroc, key_slice_hit, peak_distances, pointing_game_hit
 from .overlay import DEFAULT_COLORMAP, montage, overlay_heatmap, save_png
 from .provenance import class_targets, key_slices, slice_scores
 
@@ -19,6 +19,7 @@ __all__ = [
     "GradientTimesInput",
     "LocalizationWriter",
     "ValidationOverlayLogger",
+    "average_precision",
     "class_targets",
     "default_layer",
     "heatmap_auroc",
@@ -28,6 +29,7 @@ __all__ = [
     "localize_case",
     "montage",
     "overlay_heatmap",
+    "peak_distances",
     "pointing_game_hit",
     "save_png",
     "slice_scores",
