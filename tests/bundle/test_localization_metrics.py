@@ -1,6 +1,7 @@
 # Copyright (c) 2026 MIMS-CNN bundle contributors
 # Licensed under the Apache License, Version 2.0 (see LICENSE at the repository root).
-"""Localization metrics (key-slice hit, pointing game, heatmap AUROC) on tiny hand-made arrays."""
+"""Localization metrics (key-slice hit, pointing game, peak distance, heatmap AUROC, average precision) on tiny
+hand-made arrays."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ import pytest
 import torch
 
 from bundle.localization.metrics import (
+    average_precision,
     dilate_mask,
     heatmap_auroc,
     key_slice_hit,
     lesion_slice_positions,
+    peak_distances,
     pointing_game_hit,
 )
 
@@ -156,3 +159,76 @@ def test_heatmap_auroc_errors():
         heatmap_auroc(np.zeros((2, 2)), np.zeros((2, 3)))
     with pytest.raises(ValueError, match="NaN"):
         heatmap_auroc(np.array([np.inf, 0.0]), np.array([1, 0]))
+
+
+# ================================================================== single images (GLAM page): exact 4 x 4 cases
+MASK = np.array([[0, 0, 0, 0], [0, 1, 1, 0], [0, 0, 0, 0], [0, 0, 0, 0]])
+
+
+@pytest.mark.parametrize(
+    "heatmap, tolerance, expected",
+    [
+        (np.array([[0, 0, 0, 0], [0, 2, 1, 0], [0, 0, 0, 0], [0, 0, 0, 0]]), 0, 1.0),  # unique max inside
+        (np.array([[0, 0, 0, 0], [0, 1, 1, 0], [0, 0, 0, 0], [0, 0, 0, 3]]), 0, 0.0),  # unique max outside
+        (np.array([[0, 0, 0, 0], [0, 2, 0, 0], [0, 0, 0, 0], [0, 0, 0, 2]]), 0, 0.5),  # tie: half inside
+        (np.zeros((4, 4)), 0, 2 / 16),  # constant map: chance level
+        (np.array([[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 5, 0]]), 2, 1.0),  # (3,2) is 2 px from (1,2)
+        (np.array([[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 5, 0]]), 1.9, 0.0),
+    ],
+)
+def test_pointing_game_single_image(heatmap, tolerance, expected):
+    assert pointing_game_hit(heatmap, MASK, tolerance) == pytest.approx(expected)
+    # the pointing game is the share of the maxima that lie within the tolerance
+    assert float((peak_distances(heatmap, MASK) <= tolerance).mean()) == pytest.approx(expected)
+
+
+def test_peak_distances_exact():
+    heatmap = np.zeros((4, 4))
+    heatmap[3, 3] = heatmap[1, 1] = 1.0
+    np.testing.assert_allclose(peak_distances(heatmap, MASK), [0.0, np.hypot(2, 1)])
+
+
+def test_peak_distances_bag_stays_in_the_slice():
+    # LESION: two lesion pixels in slice 1; maxima in slice 0 have no lesion in their slice
+    heatmap = _bag({(1, 1, 2): 5.0, (0, 0, 1): 5.0})
+    np.testing.assert_allclose(peak_distances(heatmap, LESION), [np.inf, 1.0])
+    np.testing.assert_allclose(peak_distances(torch.from_numpy(heatmap), torch.from_numpy(LESION), chunk=1),
+                               [np.inf, 1.0])
+
+
+@pytest.mark.parametrize(
+    "heatmap, auroc, ap",
+    [
+        # lesion pixels 0.9 and 0.8 above every background pixel: perfect
+        (np.where(MASK == 1, [[0, 0, 0, 0], [0, 0.9, 0.8, 0], [0, 0, 0, 0], [0, 0, 0, 0]], 0.1), 1.0, 1.0),
+        # constant map: AUROC 1/2, AP = lesion share
+        (np.full((4, 4), 0.3), 0.5, 2 / 16),
+        # order: background 1.0 first, then lesion 0.9, lesion 0.5, the rest 0 -> AUROC (13 + 13) / (2 * 14);
+        # AP = 1/2 * 1/2 (recall 1/2 at precision 1/2) + 1/2 * 2/3
+        (np.array([[1.0, 0, 0, 0], [0, 0.9, 0.5, 0], [0, 0, 0, 0], [0, 0, 0, 0]]), 26 / 28, 0.5 * 0.5 + 0.5 * 2 / 3),
+        # a tie between a lesion pixel and a background pixel at the top counts as one threshold
+        (np.array([[0.7, 0, 0, 0], [0, 0.7, 0.2, 0], [0, 0, 0, 0], [0, 0, 0, 0]]), 26.5 / 28, 0.5 * 0.5 + 0.5 * 2 / 3),
+    ],
+)
+def test_pixel_auroc_and_average_precision_exact(heatmap, auroc, ap):
+    assert heatmap_auroc(heatmap, MASK) == pytest.approx(auroc)
+    assert average_precision(heatmap, MASK) == pytest.approx(ap)
+
+
+@pytest.mark.parametrize("fn", [pointing_game_hit, average_precision, peak_distances])
+def test_metrics_reject_empty_mask_bad_shapes_and_nan(fn):
+    with pytest.raises(ValueError, match="no lesion"):
+        fn(np.zeros((4, 4)), np.zeros((4, 4)))
+    with pytest.raises(ValueError, match="shape"):
+        fn(np.zeros((4, 5)), MASK)
+    with pytest.raises(ValueError, match="NaN"):
+        fn(np.full((4, 4), np.nan), MASK)
+
+
+def test_heatmap_auroc_single_image_errors_and_empty_mask():
+    # the AUROC has a value (NaN) without a lesion; bad shapes and NaN are errors as for the other metrics
+    assert math.isnan(heatmap_auroc(np.zeros((4, 4)), np.zeros((4, 4))))
+    with pytest.raises(ValueError, match="shape"):
+        heatmap_auroc(np.zeros((4, 5)), MASK)
+    with pytest.raises(ValueError, match="NaN"):
+        heatmap_auroc(np.full((4, 4), np.nan), MASK)

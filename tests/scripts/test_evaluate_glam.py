@@ -1,6 +1,7 @@
 # Copyright (c) 2026 MIMS-CNN bundle contributors
 # Licensed under the Apache License, Version 2.0 (see LICENSE at the repository root).
-"""``scripts/evaluate_glam.py``: its map metrics on exact arrays, argument checks, a tiny end-to-end run."""
+"""``scripts/evaluate_glam.py``: help, argument checks, a tiny end-to-end run (the metrics:
+``tests/bundle/test_localization_metrics.py``; the steps: ``tests/bundle/test_glam_evaluation.py``)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
+
+from bundle.localization.glam_report import INTENSITY, PLAIN
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "evaluate_glam.py"
 
@@ -19,60 +21,6 @@ SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "evaluate_glam.py"
 @pytest.fixture(scope="module")
 def script():
     return importlib.import_module("evaluate_glam")  # scripts/ is on sys.path (tests/conftest.py)
-
-
-MASK = np.array([[0, 0, 0, 0], [0, 1, 1, 0], [0, 0, 0, 0], [0, 0, 0, 0]])
-
-
-@pytest.mark.parametrize(
-    "heatmap, tolerance, expected",
-    [
-        (np.array([[0, 0, 0, 0], [0, 2, 1, 0], [0, 0, 0, 0], [0, 0, 0, 0]]), 0, 1.0),  # unique max inside
-        (np.array([[0, 0, 0, 0], [0, 1, 1, 0], [0, 0, 0, 0], [0, 0, 0, 3]]), 0, 0.0),  # unique max outside
-        (np.array([[0, 0, 0, 0], [0, 2, 0, 0], [0, 0, 0, 0], [0, 0, 0, 2]]), 0, 0.5),  # tie: half inside
-        (np.zeros((4, 4)), 0, 2 / 16),  # constant map: chance level
-        (np.array([[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 5, 0]]), 2, 1.0),  # (3,2) is 2 px from (1,2)
-        (np.array([[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 5, 0]]), 1.9, 0.0),
-    ],
-)
-def test_pointing_game(script, heatmap, tolerance, expected):
-    assert script.pointing_game(heatmap, MASK, tolerance) == pytest.approx(expected)
-
-
-def test_peak_distances_exact(script):
-    heatmap = np.zeros((4, 4))
-    heatmap[3, 3] = heatmap[1, 1] = 1.0
-    np.testing.assert_allclose(script.peak_distances(heatmap, MASK), [0.0, np.hypot(2, 1)])
-
-
-@pytest.mark.parametrize(
-    "heatmap, auroc, ap",
-    [
-        # lesion pixels 0.9 and 0.8 above every background pixel: perfect
-        (np.where(MASK == 1, [[0, 0, 0, 0], [0, 0.9, 0.8, 0], [0, 0, 0, 0], [0, 0, 0, 0]], 0.1), 1.0, 1.0),
-        # constant map: AUROC 1/2, AP = lesion share
-        (np.full((4, 4), 0.3), 0.5, 2 / 16),
-        # order: background 1.0 first, then lesion 0.9, lesion 0.5, the rest 0 -> AUROC (13 + 13) / (2 * 14);
-        # AP = 1/2 * 1/2 (recall 1/2 at precision 1/2) + 1/2 * 2/3
-        (np.array([[1.0, 0, 0, 0], [0, 0.9, 0.5, 0], [0, 0, 0, 0], [0, 0, 0, 0]]), 26 / 28, 0.5 * 0.5 + 0.5 * 2 / 3),
-        # a tie between a lesion pixel and a background pixel at the top counts as one threshold
-        (np.array([[0.7, 0, 0, 0], [0, 0.7, 0.2, 0], [0, 0, 0, 0], [0, 0, 0, 0]]), 26.5 / 28, 0.5 * 0.5 + 0.5 * 2 / 3),
-    ],
-)
-def test_pixel_auroc_and_average_precision_exact(script, heatmap, auroc, ap):
-    assert script.pixel_auroc(heatmap, MASK) == pytest.approx(auroc)
-    assert script.average_precision(heatmap, MASK) == pytest.approx(ap)
-
-
-@pytest.mark.parametrize("fn", ["pointing_game", "pixel_auroc", "average_precision", "peak_distances"])
-def test_metrics_reject_empty_mask_bad_shapes_and_nan(script, fn):
-    f = getattr(script, fn)
-    with pytest.raises(ValueError, match="no lesion"):
-        f(np.zeros((4, 4)), np.zeros((4, 4)))
-    with pytest.raises(ValueError, match="shape"):
-        f(np.zeros((4, 5)), MASK)
-    with pytest.raises(ValueError, match="NaN"):
-        f(np.full((4, 4), np.nan), MASK)
 
 
 def test_help_from_another_directory(tmp_path):
@@ -121,7 +69,7 @@ def test_tiny_end_to_end_then_reuse_checkpoint(script, tmp_path):
     record = json.loads((tmp_path / "work" / "glam_results.json").read_text())
     positives = sum(e["label"] for e in json.loads((tmp_path / "data" / "datalist.json").read_text())["test"])
     assert len(record["cases"]) == positives == 2
-    assert [r["map"] for r in record["rows"]][:2] == [script.INTENSITY, script.PLAIN]
+    assert [r["map"] for r in record["rows"]][:2] == [INTENSITY, PLAIN]
     for row in record["rows"]:
         assert 0.0 <= row["pointing"] <= 1.0 and 0.0 <= row["auroc"] <= 1.0
     # reuse the checkpoint: no training, the dataset is reused
@@ -129,13 +77,3 @@ def test_tiny_end_to_end_then_reuse_checkpoint(script, tmp_path):
     assert script.main([*common, "--ckpt", str(ckpt), "--report", str(tmp_path / "again.md")]) == 0
     again = (tmp_path / "again.md").read_text()
     assert "reused (not trained by this run)" in again and "data generation" not in again
-
-
-def test_command_lines_replace_notes_by_variables(script):
-    lines = script.command_lines(["--epochs", "2", "--note", "first, it's long", "--note=second", "--data", "a b"])
-    assert lines == [
-        "# NOTE1 ... NOTE2: the paragraphs of the Notes section, in order",
-        "nice -n 19 .venv/bin/python scripts/evaluate_glam.py --epochs 2 --note \"$NOTE1\" --note \"$NOTE2\" "
-        "--data 'a b'",
-    ]
-    assert script.command_lines([]) == ["nice -n 19 .venv/bin/python scripts/evaluate_glam.py"]
