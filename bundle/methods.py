@@ -1,6 +1,6 @@
 # Copyright (c) 2026 MIMS-CNN bundle contributors
 # Licensed under the Apache License, Version 2.0 (see LICENSE at the repository root).
-r"""The methods of the bundle: one config overlay each under ``configs/methods/``.
+r"""The methods of the bundle: one config overlay each under ``configs/methods/``, and method specs.
 
 A method is selected by appending its overlay to the config files, e.g.::
 
@@ -9,13 +9,38 @@ A method is selected by appending its overlay to the config files, e.g.::
 
 :data:`METHODS` maps each name to the paper's name for it; :func:`method_config` turns a name into the
 overlay path and rejects unknown names with the list of valid ones.
+
+The comparison tools (``scripts/compare_methods.py``, ``scripts/method_cost.py``) take *method specs*:
+a method name, a group (``table1``, ``aggregation``), or ``name:key=value[,key=value]`` for a method with
+config overrides of its own (``mims_cnn:top_k=3``). :func:`parse_method_spec` reads one into a
+:class:`MethodSpec`; :func:`expand_method_specs` expands groups and drops duplicates. Importing this
+module loads neither torch nor MONAI.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import re
+from collections.abc import Collection, Sequence
 from pathlib import Path
+from typing import Any
 
-__all__ = ["METHODS", "TABLE1_METHODS", "AGGREGATION_METHODS", "METHODS_DIR", "method_config"]
+from bundle.config import parse_override
+
+__all__ = [
+    "METHODS",
+    "TABLE1_METHODS",
+    "AGGREGATION_METHODS",
+    "METHODS_DIR",
+    "MethodSpec",
+    "expand_method_specs",
+    "method_config",
+    "method_groups",
+    "parse_method_spec",
+    "spec_override",
+    "value_text",
+]
 
 #: folder of the method overlays (``configs/methods`` of this bundle)
 METHODS_DIR = Path(__file__).resolve().parents[1] / "configs" / "methods"
@@ -78,3 +103,128 @@ def method_config(name: str) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"the overlay of method {name!r} is missing: {path}")
     return path
+
+
+def method_groups() -> dict[str, tuple[str, ...]]:
+    """Group name -> method specs: ``table1`` and ``aggregation``."""
+    return {"table1": TABLE1_METHODS, "aggregation": AGGREGATION_METHODS}
+
+
+def value_text(value: Any) -> str:
+    """A config value as written in a method spec: strings as they are, anything else as compact JSON."""
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+
+
+def spec_override(text: str) -> tuple[str, Any]:
+    """``key=value`` of a method spec or of the comparison tools' ``--override`` as ``(key, value)``.
+
+    :func:`bundle.config.parse_override` (the value parsed as JSON where it parses, else the text), with
+    both sides stripped of surrounding spaces, and stricter: a value is required and the key has no spaces.
+
+    Raises:
+        ValueError: no ``=``, an empty key or value, or whitespace inside the key.
+    """
+    key, sep, value = text.partition("=")
+    key, value = key.strip(), value.strip()
+    if not sep or not key or not value or re.search(r"\s", key):
+        raise ValueError(f"override {text!r} is not of the form key=value (e.g. epochs=5 or image_size=[32,32])")
+    return parse_override(f"{key}={value}")
+
+
+def _split_top_level(text: str) -> list[str]:
+    """``text`` split at the commas that are not inside brackets or braces."""
+    parts, depth, current = [], 0, []
+    for char in text:
+        depth += char in "[{"
+        depth -= char in "]}"
+        if char == "," and depth == 0:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current))
+    return parts
+
+
+def _slug_part(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.+_-]+", "-", text.replace("#", ".")).strip("-") or "x"
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodSpec:
+    """A method of the bundle with optional config overrides of its own (``name:key=value,...``).
+
+    Args:
+        name: a key of :data:`METHODS`.
+        overrides: ``(key, value)`` pairs sorted by key.
+        display: the method's display name (``METHODS[name]``).
+    """
+
+    name: str
+    overrides: tuple[tuple[str, Any], ...] = ()
+    display: str = ""
+
+    @property
+    def canonical(self) -> str:
+        """The spec as text, overrides sorted: ``mims_cnn:top_k=3``."""
+        if not self.overrides:
+            return self.name
+        return self.name + ":" + ",".join(f"{k}={value_text(v)}" for k, v in self.overrides)
+
+    @property
+    def slug(self) -> str:
+        """Folder name of the spec: ``mims_cnn__top_k-3``."""
+        return self.name + "".join(f"__{_slug_part(k)}-{_slug_part(value_text(v))}" for k, v in self.overrides)
+
+    @property
+    def label(self) -> str:
+        """Display name with the overrides: ``MIMS (top_k=3)``."""
+        extra = ", ".join(f"{k}={value_text(v)}" for k, v in self.overrides)
+        return f"{self.display or self.name} ({extra})" if extra else self.display or self.name
+
+
+def parse_method_spec(text: str, reserved: Collection[str] = ()) -> MethodSpec:
+    """Parse ``name`` or ``name:key=value[,key=value]`` (values as in :func:`spec_override`).
+
+    Args:
+        text: the spec.
+        reserved: config ids a spec may not set (the comparison sets them for every run).
+
+    Raises:
+        ValueError: an unknown method (the message lists the valid ones and the groups), a malformed or
+            repeated override, or a reserved key.
+        FileNotFoundError: the overlay of a known method is missing.
+    """
+    name, sep, rest = text.strip().partition(":")
+    name = name.strip()
+    try:
+        method_config(name)  # ValueError listing the valid names
+    except ValueError as e:
+        raise ValueError(f"{e} Groups: {', '.join(method_groups())}.") from None
+    if sep and not rest.strip():
+        raise ValueError(f"method spec {text!r}: nothing after ':' (expected name:key=value[,key=value])")
+    overrides: dict[str, Any] = {}
+    for part in _split_top_level(rest) if sep else []:
+        key, value = spec_override(part)
+        if key in overrides:
+            raise ValueError(f"method spec {text!r} sets {key!r} twice")
+        if key in reserved:
+            raise ValueError(f"method spec {text!r} may not set {key!r}: this script sets it for every run")
+        overrides[key] = value
+    return MethodSpec(name, tuple(sorted(overrides.items())), METHODS[name])
+
+
+def expand_method_specs(tokens: Sequence[str], reserved: Collection[str] = ()) -> list[MethodSpec]:
+    """Method specs of ``tokens`` with groups expanded and duplicates removed, first occurrence kept.
+
+    Args:
+        tokens: method specs and group names (:func:`method_groups`).
+        reserved: config ids a spec may not set (see :func:`parse_method_spec`).
+    """
+    groups = method_groups()
+    specs: dict[str, MethodSpec] = {}
+    for token in tokens:
+        for text in groups.get(token.strip(), (token,)):
+            spec = parse_method_spec(text, reserved)
+            specs.setdefault(spec.canonical, spec)
+    return list(specs.values())
