@@ -10,6 +10,8 @@
   parameters and checkpoint in the same MLflow run, and mark the run failed when training raises.
 - :func:`share_mlflow_run`: hand the ``MLFlowHandler`` that ``--tracking mlflow`` adds to an engine to
   the handlers (:class:`MLflowRunUser`) that log into its run.
+- :class:`IterationTimer`: wall time of each trainer iteration and model step, without data loading
+  (the training cost the method comparison reports).
 
 Every file is written to a temporary name first and renamed, so an interrupted run never leaves
 a half-written file in place of a good one.
@@ -23,7 +25,8 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +44,7 @@ __all__ = [
     "MLflowRunUser",
     "case_name",
     "share_mlflow_run",
+    "IterationTimer",
 ]
 
 logger = logging.getLogger(__name__)
@@ -318,3 +322,47 @@ class MLflowRunExtras(MLflowRunUser):
             handler.client.set_terminated(handler.cur_run.info.run_id, "FAILED")
             handler.cur_run = None  # its close() would mark the run FINISHED
         raise e
+
+
+class IterationTimer:
+    """Wall time of each trainer iteration, without data loading.
+
+    ``ITERATION_STARTED`` fires after the batch was fetched; the iteration time runs to
+    ``ITERATION_COMPLETED`` (the trainer's step and its iteration handlers, e.g. MLflow logging), the model
+    step to MONAI's ``IterationEvents.MODEL_COMPLETED`` (prepare batch, forward, loss, backward, optimizer
+    step, and the engine's own handlers of that event: decollation and postprocessing).
+
+    Args:
+        synchronize: called before each clock reading (``torch.cuda.synchronize`` on a GPU); None: nothing.
+
+    Attributes:
+        iteration_s: seconds of each iteration, in order.
+        model_step_s: seconds of each model step, in order.
+    """
+
+    def __init__(self, synchronize: Callable[[], None] | None = None) -> None:
+        self.synchronize = synchronize or (lambda: None)
+        self.iteration_s: list[float] = []
+        self.model_step_s: list[float] = []
+        self._start = 0.0
+
+    def attach(self, engine: Engine) -> None:
+        """Time the iterations of ``engine`` (a MONAI trainer: it fires ``IterationEvents``)."""
+        from monai.engines.utils import IterationEvents
+
+        engine.add_event_handler(Events.ITERATION_STARTED, self._started)
+        engine.add_event_handler(IterationEvents.MODEL_COMPLETED, self._model_completed)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._completed)
+
+    def _now(self) -> float:
+        self.synchronize()
+        return time.perf_counter()
+
+    def _started(self, engine: Engine) -> None:
+        self._start = self._now()
+
+    def _model_completed(self, engine: Engine) -> None:
+        self.model_step_s.append(self._now() - self._start)
+
+    def _completed(self, engine: Engine) -> None:
+        self.iteration_s.append(self._now() - self._start)

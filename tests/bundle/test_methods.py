@@ -1,6 +1,7 @@
 # Copyright (c) 2026 MIMS-CNN bundle contributors
 # Licensed under the Apache License, Version 2.0 (see LICENSE at the repository root).
-"""Every method overlay under configs/methods trains, evaluates, infers and exports through the bundle."""
+"""The method registry and method specs; every method overlay under configs/methods trains, evaluates, infers and
+exports through the bundle."""
 
 from __future__ import annotations
 
@@ -9,7 +10,17 @@ import json
 import pytest
 import torch
 
-from bundle.methods import AGGREGATION_METHODS, METHODS, METHODS_DIR, TABLE1_METHODS, method_config
+from bundle.comparison.settings import MANAGED_KEYS
+from bundle.methods import (
+    AGGREGATION_METHODS,
+    METHODS,
+    METHODS_DIR,
+    TABLE1_METHODS,
+    expand_method_specs,
+    method_config,
+    parse_method_spec,
+    spec_override,
+)
 from bundle_testing import CONFIGS, TINY, TINY_TRAIN, run_workflow
 
 #: config ids an overlay may set besides ``method_name`` and ``network_def`` (method-specific settings)
@@ -30,6 +41,98 @@ def test_registry_and_overlay_files_agree():
 def test_unknown_method_lists_the_valid_ones():
     with pytest.raises(ValueError, match=r"unknown method 'mims'; valid methods: mims_cnn, mi_pre, .*mims_max_inst"):
         method_config("mims")
+
+
+# ------------------------------------------------------------------------------------------- method specs
+
+
+def test_groups_expand_in_order_without_duplicates():
+    specs = expand_method_specs(["mi_pre_conv", "table1", "aggregation", "mims_cnn:top_k=3"])
+    expected = ["mi_pre_conv"] + [m for m in TABLE1_METHODS if m != "mi_pre_conv"]
+    expected += [m for m in AGGREGATION_METHODS if m not in expected]
+    assert [s.canonical for s in specs] == expected
+    assert len({s.canonical for s in specs}) == len(specs)
+
+
+@pytest.mark.parametrize(
+    "text, overrides, canonical, slug, label",
+    [
+        ("mims_cnn", (), "mims_cnn", "mims_cnn", "MIMS"),
+        ("mims_cnn:top_k=3", (("top_k", 3),), "mims_cnn:top_k=3", "mims_cnn__top_k-3", "MIMS (top_k=3)"),
+        (" mims_cnn : top_k = 3 ", (("top_k", 3),), "mims_cnn:top_k=3", "mims_cnn__top_k-3", "MIMS (top_k=3)"),
+        (
+            "mi_pre:scales=[0.5,1.0],pretrained_weights=null,backbone_depth=18",
+            (("backbone_depth", 18), ("pretrained_weights", None), ("scales", [0.5, 1.0])),
+            "mi_pre:backbone_depth=18,pretrained_weights=null,scales=[0.5,1.0]",
+            "mi_pre__backbone_depth-18__pretrained_weights-null__scales-0.5-1.0",
+            "MI-Pre (backbone_depth=18, pretrained_weights=null, scales=[0.5,1.0])",
+        ),
+        (
+            "mims_mean:note=plain text", (("note", "plain text"),), "mims_mean:note=plain text",
+            "mims_mean__note-plain-text", "MIMS, mean pooling (note=plain text)",
+        ),
+    ],
+)
+def test_method_spec_parsing(text, overrides, canonical, slug, label):
+    spec = parse_method_spec(text)
+    assert spec.overrides == overrides
+    assert (spec.canonical, spec.slug, spec.label) == (canonical, slug, label)
+
+
+def test_spec_written_two_ways_is_one_spec():
+    specs = expand_method_specs(["mims_cnn:top_k=3,learning_rate=0.001", "mims_cnn:learning_rate=1e-3, top_k=3"])
+    assert len(specs) == 1
+
+
+def test_unknown_method_spec_lists_the_valid_names_and_groups():
+    with pytest.raises(ValueError) as e:
+        expand_method_specs(["mims_cnn", "no_such_method"])
+    message = str(e.value)
+    assert "no_such_method" in message
+    assert all(name in message for name in METHODS) and "table1" in message and "aggregation" in message
+
+
+@pytest.mark.parametrize(
+    "text", ["mims_cnn:", "mims_cnn:top_k", "mims_cnn:=3", "mims_cnn:top_k=", "mims_cnn:top_k=3,top_k=4",
+             "mims_cnn:seed=1"]
+)
+def test_malformed_method_spec_is_refused(text):
+    with pytest.raises(ValueError):
+        parse_method_spec(text, MANAGED_KEYS)
+
+
+def test_reserved_keys_are_refused_only_when_given():
+    assert parse_method_spec("mims_cnn:seed=1").overrides == (("seed", 1),)
+    with pytest.raises(ValueError, match="may not set 'seed'"):
+        expand_method_specs(["mims_cnn:seed=1"], reserved=("seed",))
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("epochs=5", ("epochs", 5)),
+        ("image_size=[32,32]", ("image_size", [32, 32])),
+        ("learning_rate=1e-3", ("learning_rate", 0.001)),
+        ("use_amp=true", ("use_amp", True)),
+        ("pretrained_weights=null", ("pretrained_weights", None)),
+        ("pretrained_weights=/a/b.pth", ("pretrained_weights", "/a/b.pth")),
+        ("kernel_groups={\"2\": 8}", ("kernel_groups", {"2": 8})),
+        ("train#dataset#cache_rate=0.5", ("train#dataset#cache_rate", 0.5)),
+        ("device=$torch.device('cpu')", ("device", "$torch.device('cpu')")),
+        (" note = plain text ", ("note", "plain text")),
+    ],
+)
+def test_override_values_are_json_or_text(text, expected):
+    assert spec_override(text) == expected
+
+
+@pytest.mark.parametrize("text", ["epochs", "=3", "epochs=", "epochs= ", "top k=3"])
+def test_malformed_override_is_refused(text):
+    with pytest.raises(ValueError, match="is not of the form key=value"):
+        spec_override(text)
+
+
+# --------------------------------------------------------------------------------------- method overlays
 
 
 def _overrides(root, dataset, train=False, **extra):
