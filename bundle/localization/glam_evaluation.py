@@ -343,7 +343,7 @@ def run(options: GlamOptions, argv: Sequence[str]) -> dict[str, Any]:
     """
     import torch
 
-    from .grad_input import default_layer
+    from .grad_input import GradientTimesInput, default_layer
 
     started = time.perf_counter()
     options.work_dir.mkdir(parents=True, exist_ok=True)
@@ -360,9 +360,14 @@ def run(options: GlamOptions, argv: Sequence[str]) -> dict[str, Any]:
     data = json.loads(datalist.read_text(encoding="utf-8"))
     gen = data.get("generator", {})
     layer = options.layer or default_layer(network)
-    # the layer's own map is the largest branch (MSConv's resized copies and pyramid levels are smaller)
-    sizes = network.feature_map_sizes(*options.image_size) if hasattr(network, "feature_map_sizes") else []
-    feature = max(sizes, key=lambda hw: hw[0] * hw[1]) if sizes and options.layer is None else "?"
+    # the layer's map at the input size (the largest call when an input pyramid runs it several times)
+    feature: Any = "?"
+    if options.layer is None:
+        import torch
+
+        probe = torch.zeros(1, 1, network.in_channels, *options.image_size, device=next(network.parameters()).device)
+        _, _, sizes = GradientTimesInput(network, layer=layer).attributions(probe)
+        feature = max(sizes, key=lambda hw: hw[0] * hw[1])
     training_text, validation_text = _training_texts(options, trained)
     ctx = {
         "date": datetime.date.today().isoformat(),
