@@ -14,6 +14,7 @@ import importlib
 from typing import Any
 
 __all__ = [
+    "benchmark",
     "collate",
     "comparison",
     "config",

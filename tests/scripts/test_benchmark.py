@@ -1,6 +1,7 @@
 # Copyright (c) 2026 MIMS-CNN bundle contributors
 # Licensed under the Apache License, Version 2.0 (see LICENSE at the repository root).
-"""Tests of ``scripts/benchmark.py``: a ``--quick`` run writes every section of the report."""
+"""Tests of ``scripts/benchmark.py``: a ``--quick`` run writes every section of the report (the command line end to end;
+the package code is tested in ``tests/bundle/test_benchmark.py``)."""
 
 from __future__ import annotations
 
