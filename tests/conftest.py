@@ -1,7 +1,7 @@
 # Copyright (c) 2026 MIMS-CNN bundle contributors
 # Licensed under the Apache License, Version 2.0 (see LICENSE at the repository root).
 """Fixtures shared by the test folders: a tiny synthetic dataset. Also puts ``scripts/`` on ``sys.path``,
-as running ``python scripts/<name>.py`` does, so scripts loaded from their files find ``script_support``."""
+so that the command-line tests import a script as a module (``import compare_methods``)."""
 
 from __future__ import annotations
 
