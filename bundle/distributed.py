@@ -17,8 +17,8 @@ What runs where:
   ranks, so every rank computes the metrics of the whole split), the learning-rate schedule;
 - rank 0 only: the handlers whose types are listed in the configs' ``rank0_only_handlers`` (log lines,
   checkpoints, promotion of the best model, MLflow, overlays, metrics file; see
-  :func:`handlers_for_rank`), and the predictions file (:class:`DistributedPredictionsWriter` gathers
-  every rank's rows first).
+  :func:`handlers_for_rank`), and the predictions file (``bundle.handlers.PredictionsWriter``, attached
+  on every rank, writes every rank's rows on rank 0 through :func:`gather_in_order`).
 
 Functions that need the process group raise ``RuntimeError`` when it is not initialised, so a
 multi-process config started without ``torchrun`` fails with a message that says so.
@@ -38,17 +38,15 @@ from ignite.engine import Engine, Events
 from monai.utils import look_up_option
 from torch.nn.parallel import DistributedDataParallel
 
-from .handlers import PredictionsWriter
-
 __all__ = [
     "BACKENDS",
     "TORCHRUN_VARIABLES",
     "BroadcastBuffers",
-    "DistributedPredictionsWriter",
     "broadcast_object",
     "default_backend",
     "destroy_process_group",
     "device",
+    "gather_in_order",
     "handlers_for_rank",
     "init_process_group",
     "is_rank0",
@@ -236,28 +234,30 @@ class BroadcastBuffers:
                 dist.broadcast(buffer, src=self.src)
 
 
-class DistributedPredictionsWriter(PredictionsWriter):
-    """:class:`bundle.handlers.PredictionsWriter` for a multi-process evaluation: attach it on every rank.
+def gather_in_order(items: Sequence[T], expected: int | None = None) -> list[T] | None:
+    """Every rank's per-case ``items`` on rank 0, in the order of the dataset; None on the other ranks.
 
-    At completion every rank's rows are gathered and rank 0 writes them, in the order of the dataset:
-    with ``monai.data.DistributedSampler(shuffle=False)`` rank ``r`` evaluates cases ``r, r + W, r + 2W, ...``
-    (``W`` processes), so the gathered rows are interleaved back. Use ``even_divisible=False`` for the
-    sampler, or cases padded onto the last ranks would be written twice. In a single process it is
-    the plain writer. Arguments: those of :class:`bundle.handlers.PredictionsWriter`.
+    With ``monai.data.DistributedSampler(shuffle=False)`` rank ``r`` of ``W`` processes holds cases
+    ``r, r + W, r + 2W, ...``, so the gathered lists are interleaved back. Use ``even_divisible=False`` for
+    the sampler, or cases padded onto the last ranks would come twice. Every rank must call it at the same
+    point (collective operation). In a single process: ``items`` as a list.
+
+    Args:
+        items: this rank's items, in the order it processed its cases.
+        expected: the number of cases of the whole dataset; a warning names the mismatch when the gathered
+            count differs. None: not checked.
     """
-
-    def write(self, engine: Engine | None = None) -> None:
-        if world_size() > 1:
-            gathered: list[Any] = [None] * world_size()
-            dist.all_gather_object(gathered, self.rows)
-            if not is_rank0():
-                return
-            longest = max(len(rows) for rows in gathered)
-            self.rows = [rows[i] for i in range(longest) for rows in gathered if i < len(rows)]
-            dataset = getattr(getattr(engine, "data_loader", None), "dataset", None)
-            if dataset is not None and hasattr(dataset, "__len__") and len(dataset) != len(self.rows):
-                logger.warning(
-                    f"{len(self.rows)} predictions gathered for {len(dataset)} cases: "
-                    "use DistributedSampler(even_divisible=False, shuffle=False) for evaluation"
-                )
-        super().write(engine)
+    if world_size() == 1:
+        return list(items)
+    gathered: list[Any] = [None] * world_size()
+    dist.all_gather_object(gathered, list(items))
+    if not is_rank0():
+        return None
+    longest = max(len(part) for part in gathered)
+    ordered = [part[i] for i in range(longest) for part in gathered if i < len(part)]
+    if expected is not None and expected != len(ordered):
+        logger.warning(
+            f"{len(ordered)} items gathered for {expected} cases: "
+            "use DistributedSampler(even_divisible=False, shuffle=False) for evaluation"
+        )
+    return ordered

@@ -150,3 +150,9 @@ def test_handlers_for_rank_in_one_process_keeps_all_but_disabled():
     assert is_rank0() and world_size() == 1
     assert handlers_for_rank([stats, None, "other"], [StatsHandler]) == [stats, "other"]
     assert handlers_for_rank(None) == []
+
+
+def test_gather_in_order_in_one_process_is_the_items():
+    from bundle.distributed import gather_in_order
+
+    assert gather_in_order(({"case": "a"}, {"case": "b"}), expected=5) == [{"case": "a"}, {"case": "b"}]
