@@ -7,6 +7,11 @@ are ``{"image": <path>, "label": <int>, ...}``; relative paths are relative to t
 folder. Every problem is reported with the datalist's path, the split and the entry number, and all
 missing files of a split are reported at once, so a typo is found in seconds, not after the cache
 has been filled or an epoch has run.
+
+The configs call :func:`load_datalist` and :func:`inference_datalist` as components, by keyword (e.g.
+``{"_target_": "bundle.datalist.load_datalist", "datalist": "@datalist", "split": "@eval_split", ...}``),
+so a split is changed with an id override such as ``"dataset#data#split": "validation"``: the keyword
+names are part of the configs' interface.
 """
 
 from __future__ import annotations
