@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from ignite.engine import Engine, Events
 
+from bundle.distributed import gather_in_order
 from bundle.reports import atomic_write
 
 __all__ = [
@@ -151,7 +152,16 @@ class PredictionsWriter:
             self.rows.append(row)
 
     def write(self, engine: Engine | None = None) -> None:
-        """Write the collected rows (CSV and JSON)."""
+        """Write the collected rows (CSV and JSON).
+
+        In a multi-process evaluation attach it on every rank: rank 0 writes the rows of every rank in the
+        dataset's order (:func:`bundle.distributed.gather_in_order`), the other ranks write nothing.
+        """
+        dataset = getattr(getattr(engine, "data_loader", None), "dataset", None)
+        rows = gather_in_order(self.rows, len(dataset) if hasattr(dataset, "__len__") else None)
+        if rows is None:
+            return
+        self.rows = rows
         if not self.rows:
             logger.warning("PredictionsWriter: no predictions to write")
             return

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from bundle.comparison.settings import MANAGED_KEYS
+from bundle.config import merged_config
 from bundle.methods import (
     AGGREGATION_METHODS,
     METHODS,
@@ -23,8 +24,13 @@ from bundle.methods import (
 )
 from bundle_testing import CONFIGS, TINY, TINY_TRAIN, run_workflow
 
-#: config ids an overlay may set besides ``method_name`` and ``network_def`` (method-specific settings)
-OVERLAY_EXTRAS = {"top_k", "input_scales", "dilations", "pretrained_weights"}
+#: config ids an overlay may set besides ``method_name``, ``network_def`` and ``network_def#<argument>`` overrides
+OVERLAY_EXTRAS = {"top_k", "input_scales", "dilations", "pretrained_weights", "backbone_depth", "feature_stage"}
+
+
+def _network_target(name):
+    """``_target_`` of ``network_def`` once the overlay of method ``name`` is merged onto ``common.json``."""
+    return merged_config([CONFIGS / "common.json", method_config(name)])["network_def"]["_target_"]
 
 
 def test_registry_and_overlay_files_agree():
@@ -34,8 +40,9 @@ def test_registry_and_overlay_files_agree():
     for name in METHODS:
         overlay = json.loads(method_config(name).read_text())
         assert overlay["method_name"] == name
-        assert overlay["network_def"]["_target_"].startswith("networks.")
-        assert set(overlay) - {"method_name", "network_def"} <= OVERLAY_EXTRAS, name
+        assert _network_target(name).startswith("networks.")
+        settings = {key for key in overlay if not key.startswith("network_def#")}
+        assert settings - {"method_name", "network_def"} <= OVERLAY_EXTRAS, name
 
 
 def test_unknown_method_lists_the_valid_ones():
@@ -181,5 +188,4 @@ def test_method_trains_evaluates_infers_and_exports(name, tiny_dataset, bundle_r
     with torch.no_grad():
         network.eval()
         torch.testing.assert_close(exported(bag, mask), network(bag, mask))
-    target = json.loads(method_config(name).read_text())["network_def"]["_target_"]
-    assert type(network).__name__ == target.split(".")[-1]
+    assert type(network).__name__ == _network_target(name).split(".")[-1]
