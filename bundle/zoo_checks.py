@@ -14,6 +14,7 @@ into a scratch folder), ``ruff`` lint of the package's code.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -26,9 +27,22 @@ from pathlib import Path
 from typing import Any
 
 from bundle.config import build_network
-from bundle.zoo_package import CODE_PACKAGES, sha256
 
-__all__ = ["CHECKS", "REQUIRED_FILES", "check_package", "run_checks"]
+__all__ = ["CHECKS", "CODE_PACKAGES", "REQUIRED_FILES", "check_package", "run_checks", "sha256"]
+
+
+#: the packages the configs import, copied into the package
+CODE_PACKAGES = ("networks", "transforms", "bundle")
+
+
+def sha256(path: str | Path) -> str:
+    """The SHA-256 hex digest of the file ``path`` (as ``large_files.yml`` states it)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
 
 REQUIRED_FILES = (
     "configs/metadata.json",

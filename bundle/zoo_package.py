@@ -25,7 +25,6 @@ command line of both.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import sys
@@ -35,28 +34,18 @@ from pathlib import Path
 from typing import Any
 
 from bundle.config import REPO, build_network, load_weights, merged_config
+from bundle.zoo_checks import CODE_PACKAGES, check_package, sha256
 
-__all__ = ["CODE_PACKAGES", "DEFAULT_NAME", "FLAT_CONFIGS", "build_package", "make_package", "sha256", "write_zip"]
+__all__ = ["DEFAULT_NAME", "FLAT_CONFIGS", "build_package", "make_package", "write_zip"]
 
 DEFAULT_NAME = "mims_cnn_volume_classification"
 #: config files made self-contained (common.json merged in)
 FLAT_CONFIGS = ("train.json", "evaluate.json", "inference.json")
-#: the packages the configs import, copied into the package
-CODE_PACKAGES = ("networks", "transforms", "bundle")
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
 #: the MONAI Deploy and MONAI Label apps run the bundle from the repository, in their own environments
 _SCRIPTS_IGNORED = shutil.ignore_patterns(
     "__pycache__", "*.pyc", "monai_deploy_app", "monai_label_app", "setup_*_env.sh", "app_env_support.sh"
 )
-
-
-def sha256(path: str | Path) -> str:
-    """The SHA-256 hex digest of the file ``path`` (as ``large_files.yml`` states it)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _write_yaml_list(path: Path, entries: Sequence[Mapping[str, str]]) -> None:
@@ -214,7 +203,6 @@ def make_package(
     Returns:
         The exit status: 0 when the zip was written, 1 when the build or a check failed.
     """
-    from bundle.zoo_checks import check_package  # here: bundle.zoo_checks imports this module
 
     try:
         stage = build_package(ckpt, output_dir, name, method, overrides, weights_url)

@@ -115,7 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    from bundle.localization.glam_evaluation import GlamOptions, run
+    from bundle.localization.glam_evaluation import run
+    from bundle.localization.glam_options import GlamOptions
 
     run(GlamOptions(**vars(args)), sys.argv[1:] if argv is None else list(argv))
     return 0

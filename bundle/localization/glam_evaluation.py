@@ -30,6 +30,7 @@ import numpy as np
 
 from bundle.reports import atomic_write, display_path, machine_text, versions_text
 
+from .glam_options import GlamOptions
 from .glam_report import INTENSITY, PLAIN, command_lines, comparison_text, make_figure, render_report
 from .glam_training import evaluate, prepare_dataset, train
 from .mask_pipeline import datalist_entry_name
@@ -37,7 +38,6 @@ from .metrics import average_precision, heatmap_auroc, peak_distances, pointing_
 
 __all__ = [
     "CaseResult",
-    "GlamOptions",
     "MapScores",
     "Setting",
     "glam_settings",
@@ -49,57 +49,6 @@ __all__ = [
 ]
 
 LESION_CLASS = 1
-
-
-@dataclass
-class GlamOptions:
-    """What :func:`run` does (the options of ``scripts/evaluate_glam.py``, same names; its ``--help`` explains them).
-
-    Attributes:
-        data: dataset folder; generated there unless it holds a ``datalist.json``.
-        num_train: training images when generating (and ``num_val``, ``num_test``).
-        size: full-resolution image size ``(H, W)`` when generating.
-        lesion_radius: ``(min, max)`` lesion radius in px when generating.
-        lesion_contrast: ``(min, max)`` brightness a lesion adds when generating.
-        data_seed: seed of the generated dataset.
-        work_dir: folder of the run (``train/``, ``model.pt``, ``eval/``, ``glam_results.json``).
-        ckpt: checkpoint to use instead of training; None: train.
-        epochs: training epochs.
-        image_size: network input size ``(H, W)`` of whole images (the global resolution).
-        seed: training seed.
-        override: extra ``(key, value)`` config overrides for training and evaluation.
-        window_sizes: square window sizes (full-resolution px); the first is the main setting.
-        num_windows: windows per image; the first is the main setting.
-        layer: layer of the gradient x input maps; None: the deepest backbone stage used.
-        tolerance: px within which a maximum counts as a tolerant pointing hit.
-        report: the markdown page written.
-        figure: the PNG figure written.
-        note: paragraphs of the page's Notes section.
-        no_progress: no progress bars.
-    """
-
-    data: Path
-    num_train: int
-    num_val: int
-    num_test: int
-    size: Sequence[int]
-    lesion_radius: Sequence[float]
-    lesion_contrast: Sequence[float]
-    data_seed: int
-    work_dir: Path
-    ckpt: Path | None
-    epochs: int
-    image_size: Sequence[int]
-    seed: int
-    override: list[tuple[str, Any]]
-    window_sizes: Sequence[int]
-    num_windows: Sequence[int]
-    layer: str | None
-    tolerance: float
-    report: Path
-    figure: Path
-    note: list[str]
-    no_progress: bool
 
 
 # ------------------------------------------------------------------------------------------- the scores

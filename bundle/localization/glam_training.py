@@ -14,12 +14,11 @@ import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bundle.config import CONFIGS, REPO
 
-if TYPE_CHECKING:
-    from .glam_evaluation import GlamOptions
+from .glam_options import GlamOptions
 
 __all__ = ["DATASET_OVERLAY", "evaluate", "prepare_dataset", "train"]
 

@@ -21,7 +21,7 @@ SMALL = {"image_size": [32, 32], "backbone_depth": 10}
 def test_sha256_is_the_digest_of_the_file(tmp_path):
     data = bytes(range(256)) * 5000  # > the 1 MiB read block
     (tmp_path / "w.bin").write_bytes(data)
-    assert zoo_package.sha256(tmp_path / "w.bin") == hashlib.sha256(data).hexdigest()
+    assert zoo_checks.sha256(tmp_path / "w.bin") == hashlib.sha256(data).hexdigest()
 
 
 def test_large_files_yml_has_the_zoo_format(tmp_path):
