@@ -60,13 +60,19 @@ def _write_yaml_list(path: Path, entries: Sequence[Mapping[str, str]]) -> None:
 
 
 def _describe_network_io(meta_file: Path, parser: Any) -> None:
-    """Write the package's channels, in-plane size and classes into ``network_data_format`` of ``meta_file``."""
+    """Write the package's channels, spatial shape and classes into ``network_data_format`` of ``meta_file``.
+
+    The spatial shape is that of a volume for ``network_volume_def``: ``image_size`` on the two in-plane axes and
+    ``"*"`` (any number of slices) on the axis ``slice_axis`` names.
+    """
     meta = json.loads(meta_file.read_text())
     size = [int(s) for s in parser.get_parsed_content("image_size")]
     classes = {str(i): str(c) for i, c in enumerate(parser.get_parsed_content("class_names"))}
     formats = meta["network_data_format"]
     formats["inputs"]["image"]["num_channels"] = int(parser.get_parsed_content("in_channels"))
-    formats["inputs"]["image"]["spatial_shape"] = [*size, "*"]
+    shape: list[int | str] = list(size)
+    shape.insert(int(parser.get_parsed_content("slice_axis")) % 3, "*")
+    formats["inputs"]["image"]["spatial_shape"] = shape
     for section in ("outputs", "post_processed_outputs"):
         for output in formats.get(section, {}).values():
             output["num_channels"] = len(classes)

@@ -108,3 +108,17 @@ def test_checks_run_in_a_fresh_process_on_the_package_code(tmp_path, capfd):
     (bundle / "configs" / "broken.json").write_text("{")
     assert not zoo_checks.check_package(bundle, skip=skip)
     assert "  FAIL  configs are JSON: ValueError: configs/broken.json:" in capfd.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "slice_axis, expected", [(2, [40, 48, "*"]), (-1, [40, 48, "*"]), (0, ["*", 40, 48]), (1, [40, "*", 48])]
+)
+def test_metadata_spatial_shape_follows_image_size_and_slice_axis(tmp_path, slice_axis, expected):
+    from bundle.config import CONFIGS, config_parser
+
+    meta = tmp_path / "metadata.json"
+    meta.write_text((CONFIGS / "metadata.json").read_text())
+    parser = config_parser([CONFIGS / "common.json"], {"image_size": [40, 48], "slice_axis": slice_axis})
+    zoo_package._describe_network_io(meta, parser)
+    image = json.loads(meta.read_text())["network_data_format"]["inputs"]["image"]
+    assert image["spatial_shape"] == expected and image["num_channels"] == 1
