@@ -5,8 +5,16 @@ from __future__ import annotations
 
 from .backbone import RESNET_LAYOUTS, ResNetBackbone
 from .bag_network import INPUT_LAYER, BagNetwork, target_margin
-from .baselines import FeatPyra, MIPre, MIPreConv, MIPreTrident, ResNet34Scratch
-from .mil_net import INSTANCE_AGGREGATIONS, POOLINGS, MILNet, decode_feature_index
+from .baselines import FeatPyra, MIPre, MIPreConv, MIPreTrident, ResNet34Scratch, featpyra_name
+from .mil_net import (
+    INSTANCE_AGGREGATIONS,
+    MIN_BRANCH_MAP_SIZE,
+    MIN_SCALE1_MAP_SIZE,
+    POOLINGS,
+    MILNet,
+    SmallFeatureMapWarning,
+    decode_feature_index,
+)
 from .mims_cnn import MIMSCNN
 from .volume_as_bag import VolumeAsBag
 
@@ -14,6 +22,8 @@ __all__ = [
     "INPUT_LAYER",
     "INSTANCE_AGGREGATIONS",
     "MIMSCNN",
+    "MIN_BRANCH_MAP_SIZE",
+    "MIN_SCALE1_MAP_SIZE",
     "POOLINGS",
     "RESNET_LAYOUTS",
     "BagNetwork",
@@ -24,7 +34,9 @@ __all__ = [
     "MIPreTrident",
     "ResNet34Scratch",
     "ResNetBackbone",
+    "SmallFeatureMapWarning",
     "VolumeAsBag",
     "decode_feature_index",
+    "featpyra_name",
     "target_margin",
 ]

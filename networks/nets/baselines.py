@@ -25,7 +25,7 @@ from networks.blocks.trident_conv import TridentConv
 from networks.nets.backbone import ResNetBackbone
 from networks.nets.mil_net import MILNet
 
-__all__ = ["MIPre", "MIPreConv", "MIPreTrident", "FeatPyra", "ResNet34Scratch"]
+__all__ = ["MIPre", "MIPreConv", "MIPreTrident", "FeatPyra", "ResNet34Scratch", "featpyra_name"]
 
 _COMMON_ARGS = """
         in_channels: channels of every slice. Defaults to 1.
@@ -173,6 +173,10 @@ class FeatPyra(MILNet):
         -- ResNetBackbone --+-- stage feature_stage - 1 -- Conv2d --+-- TopKPool -- Linear --
                             +-- stage feature_stage     -- Conv2d --+
 
+    Its ``network_name`` says which stages it uses, in the paper's naming (backbone stage ``k`` is
+    ``conv{{k+1}}_x``): ``"FeatPyra-4,5"`` for ``feature_stage=4`` (stages 3 and 4), ``"FeatPyra-2,3"`` for
+    ``feature_stage=2`` (stages 1 and 2).
+
     Args:{common}
         out_channels: kernels of each level's convolution. Defaults to 18.
         kernel_size: their size. Defaults to 3.
@@ -215,6 +219,13 @@ class FeatPyra(MILNet):
             pooling=pooling,
             instance_aggregation=instance_aggregation,
         )
+        self.network_name = featpyra_name(feature_stage)
+
+
+def featpyra_name(feature_stage: int) -> str:
+    """FeatPyra's name for ``feature_stage``: its two stages in the paper's naming (stage ``k`` is
+    ``conv{k+1}_x``), e.g. ``"FeatPyra-4,5"`` for ``feature_stage=4`` (stages 3, 4 = conv4_x, conv5_x)."""
+    return f"FeatPyra-{feature_stage},{feature_stage + 1}"
 
 
 class ResNet34Scratch(MIPre):

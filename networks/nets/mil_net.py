@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Set, Tuple
 
 import torch
 import torch.nn as nn
@@ -12,14 +13,24 @@ import torch.nn.functional as F
 
 from monai.utils import look_up_option
 
+from networks.blocks.identity_head import IdentityHead
 from networks.blocks.magnitude_norm import MagnitudeNorm
 from networks.blocks.mean_pool import MeanPool
-from networks.blocks.msconv import RESIZE_MODES, parse_scales, scaled_length
+from networks.blocks.msconv import RESIZE_MODES, MSConv, parse_scales, scaled_length
 from networks.blocks.topk_pool import TopKPool
+from networks.blocks.trident_conv import TridentConv
 from networks.nets.backbone import ResNetBackbone
 from networks.nets.bag_network import BagNetwork, target_margin
 
-__all__ = ["MILNet", "POOLINGS", "INSTANCE_AGGREGATIONS", "decode_feature_index"]
+__all__ = [
+    "MILNet",
+    "POOLINGS",
+    "INSTANCE_AGGREGATIONS",
+    "MIN_BRANCH_MAP_SIZE",
+    "MIN_SCALE1_MAP_SIZE",
+    "SmallFeatureMapWarning",
+    "decode_feature_index",
+]
 
 #: pooling of the activations: weighted top-k (:class:`TopKPool`, ``k = 1`` is max pooling) or the mean
 POOLINGS: tuple[str, ...] = ("topk", "mean")
@@ -27,6 +38,16 @@ POOLINGS: tuple[str, ...] = ("topk", "mean")
 #: ``"mean"``: classify every slice, average the slice probabilities ("patchcls");
 #: ``"max"``: classify every slice, per class the maximum slice probability ("max-inst", instance-based MIL)
 INSTANCE_AGGREGATIONS: tuple[str, ...] = ("none", "mean", "max")
+#: smallest side (rows and columns) of the scale-1 map, the deepest backbone stage on the full-size slice
+MIN_SCALE1_MAP_SIZE = 8
+#: smallest side of every branch map that enters the pooling (the 1/2 scale of an 8 x 8 map)
+MIN_BRANCH_MAP_SIZE = 4
+
+
+class SmallFeatureMapWarning(UserWarning):
+    """A :class:`MILNet` got slices so small that its MIL head sees a degenerate map (see
+    :meth:`MILNet.small_map_message`). Filter it with ``warnings.filterwarnings("ignore",
+    category=SmallFeatureMapWarning)`` (or pytest's ``-W ignore::networks.SmallFeatureMapWarning``)."""
 
 
 class MILNet(BagNetwork):
@@ -56,6 +77,23 @@ class MILNet(BagNetwork):
 
     A bag without any real slice gives logits 0 (uniform) in both instance modes, and the classifier bias
     in embedding mode.
+
+    Map sizes (the paper's setting has the MIL head see a real map: at least 8 x 8 at scale 1, so that its
+    1/2 scale is at least 4 x 4). For slices of ``H x W`` the network warns with a
+    :class:`SmallFeatureMapWarning` when
+
+        - the *scale-1 map*, the deepest backbone stage's output for the full-size slice
+          (``backbone.output_size(H, W)``), has fewer than :data:`MIN_SCALE1_MAP_SIZE` (8) rows or columns, or
+        - any *branch* (:meth:`feature_map_sizes`: every MSConv scale, Trident dilation, FeatPyra level and
+          input-pyramid level) has fewer than :data:`MIN_BRANCH_MAP_SIZE` (4) rows or columns.
+
+    The message (:meth:`small_map_message`) names the network, the slice size, the offending maps and the
+    smallest square slice that passes, and suggests a larger ``image_size``, a shallower ``feature_stage`` or
+    milder down-scalings. The check runs at the first forward (any method that computes maps) for each slice
+    size, once per size per network instance: the sizes already warned about are kept in a plain Python set
+    (``_warned_sizes``), which changes nothing but whether the warning repeats (no output, parameter or
+    buffer depends on it; it is not in the state dict). It runs in eager mode only: a scripted or traced
+    network skips it.
 
     Feature layout (:meth:`instance_features`): ``[B, C, L]``, branch-major, with branch ``i`` of size
     ``(h_i, w_i)`` (see :meth:`feature_map_sizes`, which lists branches in the order input scale, stage,
@@ -133,6 +171,8 @@ class MILNet(BagNetwork):
         #: activations per channel that each chunk must keep for an exact chunked forward (0: not chunkable)
         self.chunk_top_k: int = int(k) if self.pooling == "topk" else 0
         self.classifier = nn.Linear(self.out_channels, num_classes)
+        #: slice sizes ``(H, W)`` already warned about (eager mode only; affects nothing but the warning)
+        self._warned_sizes: Set[Tuple[int, int]] = set()
 
     @torch.jit.export
     def feature_map_sizes(self, height: int, width: int) -> List[Tuple[int, int]]:
@@ -146,6 +186,87 @@ class MILNet(BagNetwork):
             for i, head in enumerate(self.heads):
                 sizes.extend(head.output_sizes(stage_sizes[i][0], stage_sizes[i][1]))
         return sizes
+
+    def branch_names(self) -> List[str]:
+        """A readable name of every branch, in the order of :meth:`feature_map_sizes`.
+
+        E.g. ``"input scale 1, stage 2 (conv3_x), MSConv scale 0.5"``; ResNet stage ``k`` is the paper's
+        ``conv{k+1}_x``.
+        """
+        names: List[str] = []
+        for s in self.input_scales:
+            for stage, head in zip(self.backbone.return_stages, self.heads):
+                prefix = f"input scale {s:g}, stage {stage} (conv{stage + 1}_x)"
+                if isinstance(head, MSConv):
+                    outputs = [f"MSConv scale {h:g}" for h in head.scales]
+                elif isinstance(head, TridentConv):
+                    outputs = [f"TridentConv dilation {d}" for d in head.dilations]
+                elif isinstance(head, IdentityHead):
+                    outputs = ["no head"]
+                else:
+                    outputs = [f"{type(head).__name__} output {j}" for j in range(len(head.output_sizes(8, 8)))]
+                names.extend(f"{prefix}, {name}" for name in outputs)
+        return names
+
+    def _small_maps(self, height: int, width: int) -> Tuple[Tuple[int, int], List[Tuple[int, Tuple[int, int]]]]:
+        """The scale-1 map size and the ``(branch, size)`` of every branch below :data:`MIN_BRANCH_MAP_SIZE`."""
+        small = [
+            (i, size) for i, size in enumerate(self.feature_map_sizes(height, width)) if min(size) < MIN_BRANCH_MAP_SIZE
+        ]
+        return self.backbone.output_size(height, width), small
+
+    def _map_ok(self, height: int, width: int) -> bool:
+        scale1, small = self._small_maps(height, width)
+        return min(scale1) >= MIN_SCALE1_MAP_SIZE and not small
+
+    def small_map_message(self, height: int, width: int) -> Optional[str]:
+        """Why slices of ``height x width`` give the MIL head a degenerate map, or ``None`` when they do not.
+
+        The rule is the class docstring's: the scale-1 map needs at least 8 rows and columns, every branch at
+        least 4.
+
+        Args:
+            height: slice rows ``H``.
+            width: slice columns ``W``.
+        """
+        scale1, small = self._small_maps(height, width)
+        if min(scale1) >= MIN_SCALE1_MAP_SIZE and not small:
+            return None
+        problems: List[str] = []
+        stage = self.backbone.feature_stage
+        if min(scale1) < MIN_SCALE1_MAP_SIZE:
+            problems.append(
+                f"its scale-1 map (stage {stage} = conv{stage + 1}_x, stride {self.backbone.stride}) is "
+                f"{scale1[0]}x{scale1[1]}, below {MIN_SCALE1_MAP_SIZE}x{MIN_SCALE1_MAP_SIZE}"
+            )
+        if small:
+            names = self.branch_names()
+            i, (h, w) = min(small, key=lambda item: (min(item[1]), item[0]))
+            more = f" ({len(small)} of {self.num_branches} branches are)" if len(small) > 1 else ""
+            problems.append(
+                f"its smallest branch ({names[i]}) is {h}x{w}, below {MIN_BRANCH_MAP_SIZE}x{MIN_BRANCH_MAP_SIZE}{more}"
+            )
+        needed = next((n for n in range(1, 8193) if self._map_ok(n, n)), None)
+        larger = f"a larger image_size (slices of at least {needed}x{needed} pass)" if needed else "larger slices"
+        fixes = [larger]
+        if stage > 1:
+            fixes.append(f"a shallower feature_stage (now {stage})")
+        fixes.append("milder down-scalings (MSConv scales, input_scales)")
+        return (
+            f"{self.network_name} on {height}x{width} slices: " + ", and ".join(problems) + "; the MIL head sees a "
+            "degenerate map (the paper's setting: at least 8x8 at scale 1, so that the 1/2 scale is at least 4x4). "
+            "Use " + ", ".join(fixes[:-1]) + " or " + fixes[-1] + "."
+        )
+
+    @torch.jit.unused
+    def _warn_small_maps(self, height: int, width: int) -> None:
+        """Warn once per slice size (eager mode only; see the class docstring)."""
+        if torch.jit.is_tracing() or (height, width) in self._warned_sizes:
+            return
+        self._warned_sizes.add((height, width))
+        message = self.small_map_message(height, width)
+        if message is not None:
+            warnings.warn(message, SmallFeatureMapWarning, stacklevel=3)
 
     def _check_input(self, x: torch.Tensor, mask: Optional[torch.Tensor]) -> None:
         if x.dim() != 5 or x.shape[2] != self.in_channels:
@@ -189,6 +310,8 @@ class MILNet(BagNetwork):
             one tensor per branch, each ``[B, N, out_channels, h_i, w_i]``; padding slices are ``-inf``.
         """
         self._check_input(x, mask)
+        if not torch.jit.is_scripting():
+            self._warn_small_maps(int(x.shape[3]), int(x.shape[4]))
         b, n = x.shape[0], x.shape[1]
         slices = x.flatten(0, 1)
         index: Optional[torch.Tensor] = None

@@ -12,7 +12,17 @@ import torch
 from monai.networks import eval_mode
 
 from networks.blocks import IdentityHead, MeanPool, MSConv, TopKPool, TridentConv
-from networks.nets import MIMSCNN, FeatPyra, MILNet, MIPre, MIPreConv, MIPreTrident, ResNet34Scratch, ResNetBackbone
+from networks.nets import (
+    MIMSCNN,
+    FeatPyra,
+    MILNet,
+    MIPre,
+    MIPreConv,
+    MIPreTrident,
+    ResNet34Scratch,
+    ResNetBackbone,
+    featpyra_name,
+)
 
 SMALL = {"in_channels": 1, "num_classes": 3, "backbone_depth": 10, "feature_stage": 2}
 
@@ -187,6 +197,25 @@ def test_trident_head_type():
 def test_invalid_compositions_are_rejected(build, message):
     with pytest.raises(ValueError, match=message):
         build()
+
+
+# (feature_stage, backbone stages FeatPyra uses, its name: stage k is the paper's conv{k+1}_x)
+FEATPYRA_NAME_CASES = [(2, [1, 2], "FeatPyra-2,3"), (3, [2, 3], "FeatPyra-3,4"), (4, [3, 4], "FeatPyra-4,5")]
+
+
+@pytest.mark.parametrize("feature_stage, stages, name", FEATPYRA_NAME_CASES)
+def test_featpyra_name_says_which_stages(feature_stage, stages, name):
+    net = FeatPyra(**{**SMALL, "feature_stage": feature_stage})
+    assert net.backbone.return_stages == stages
+    assert net.network_name == featpyra_name(feature_stage) == name
+    with pytest.raises(ValueError, match=rf"^{name} expects x of shape"):
+        net(torch.randn(2, 1, 64, 64))
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n != "featpyra_4_5"])
+def test_other_networks_are_named_by_their_class(name):
+    net = _build(name)
+    assert net.network_name == type(net).__name__
 
 
 def test_wrong_input_names_the_network():
