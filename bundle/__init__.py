@@ -15,6 +15,7 @@ from typing import Any
 
 __all__ = [
     "benchmark",
+    "class_balance",
     "collate",
     "comparison",
     "config",

@@ -98,6 +98,7 @@ def test_two_processes_train_and_evaluate_on_cpu(tiny_dataset, bundle_root, tmp_
     assert runs[0].data.params["method"] == "mims_cnn"
     assert len(client.get_metric_history(run_id, "train_loss")) == 1
     assert len(client.get_metric_history(run_id, "auroc")) == 1
+    assert len(client.get_metric_history(run_id, "val_distinct_classes")) == 1  # both ranks' classes, rank 0 logs
     assert "model.pt" in [a.path for a in client.list_artifacts(run_id)]
 
     # the validation metrics, gathered over the ranks, are those of the saved model on the whole split

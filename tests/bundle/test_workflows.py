@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 
 import nibabel as nib
 import numpy as np
@@ -45,7 +46,9 @@ def test_train_evaluate_infer_with_mlflow(tiny_dataset, bundle_root):
     assert len(train_runs) == 1 and train_runs[0].info.status == "FINISHED"
     run = train_runs[0]
     assert run.data.params["method"] == "mims_cnn" and run.data.params["backbone_depth"] == "10"
+    assert run.data.params["class_weighting"] == "auto" and run.data.params["class_weights"] == "None"  # 2 / 2
     assert len(client.get_metric_history(run.info.run_id, "auroc")) == 2
+    assert len(client.get_metric_history(run.info.run_id, "val_distinct_classes")) == 2
     assert {"accuracy", "f1", "train_loss"} <= set(run.data.metrics)
     assert "model.pt" in [a.path for a in client.list_artifacts(run.info.run_id)]
 
@@ -118,6 +121,39 @@ def test_resume_continues_from_checkpoint(tiny_dataset, bundle_root):
     )
     trainer = workflow.parser.get_parsed_content("train#trainer")
     assert trainer.state.epoch == 2 and trainer.state.iteration == 4  # one epoch resumed + one trained
+
+
+def test_collapsed_validation_is_loud_and_imbalance_is_weighted(tiny_dataset, bundle_root, tmp_path, caplog):
+    """A model that answers 'normal' for everything (zero classifier weights, bias [8, -8], learning rate 0), on a
+    training split of 3 'normal' and 1 'cyst': the loss is weighted; the collapse is a WARNING and MLflow metrics."""
+    dataset = copy_dataset(tiny_dataset, tmp_path / "data")
+    entries = json.loads((dataset / "datalist.json").read_text())["training"]
+    _write_datalist(dataset, [dict(entry, label=int(i == 3)) for i, entry in enumerate(entries)])
+    head = "$[m for m in @network.modules() if isinstance(m, torch.nn.Linear)][-1]"
+    overrides = _overrides(bundle_root, dataset, train=True, run_stamp="collapsed", learning_rate=0.0, head=head,
+                           num_overlay_cases=0)
+    overrides["initialize"] = [
+        "$monai.utils.set_determinism(seed=@seed)",
+        "$torch.nn.init.zeros_(@head.weight)",
+        "$@head.bias.data.copy_(torch.tensor([8.0, -8.0]))",
+    ]
+    logger = logging.getLogger("bundle")  # the workflow's logging file replaces the root logger's handlers
+    logger.addHandler(caplog.handler)
+    try:
+        run_workflow(TRAIN, "train", overrides, "mlflow")
+    finally:
+        logger.removeHandler(caplog.handler)
+    messages = [(r.levelno, r.getMessage()) for r in caplog.records]
+    assert (logging.WARNING, "validation epoch 1: all 4 validation cases predicted 'normal' (class 0): the model "
+            "answers one class for everything (collapsed); AUROC may still rank them") in messages
+    assert any(m.startswith("class weighting 'auto': training split 3 'normal', 1 'cyst' is imbalanced") for _, m in
+               messages)
+    client, runs = _mlflow_runs(bundle_root)
+    run = next(r for r in runs if r.info.run_name == "train_collapsed")
+    assert run.data.params["class_weighting"] == "auto" and run.data.params["class_weights"] == "[0.6667, 2.0]"
+    assert [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "val_single_class")] == [(1, 1.0)]
+    assert [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "val_distinct_classes")] == [(1, 1.0)]
+    assert run.data.metrics["f1"] == 0.0
 
 
 def _write_datalist(dataset, training):
