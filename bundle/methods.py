@@ -8,7 +8,9 @@ A method is selected by appending its overlay to the config files, e.g.::
         --config_file "['configs/common.json','configs/train.json','configs/methods/mi_pre_conv.json']"
 
 :data:`METHODS` maps each name to the paper's name for it; :func:`method_config` turns a name into the
-overlay path and rejects unknown names with the list of valid ones.
+overlay path and rejects unknown names with the list of valid ones. :func:`method_display_name` is the name
+shown on pages: the paper's, except that FeatPyra's says which backbone stages the configured
+``feature_stage`` makes it use ("FeatPyra-2,3" on stages 1-2; :func:`configured_value` reads that value).
 
 The comparison tools (``scripts/compare_methods.py``, ``scripts/method_cost.py``) take *method specs*:
 a method name, a group (``table1``, ``aggregation``), or ``name:key=value[,key=value]`` for a method with
@@ -22,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +36,10 @@ __all__ = [
     "AGGREGATION_METHODS",
     "METHODS_DIR",
     "MethodSpec",
+    "configured_value",
     "expand_method_specs",
     "method_config",
+    "method_display_name",
     "method_groups",
     "parse_method_spec",
     "spec_override",
@@ -105,6 +109,43 @@ def method_config(name: str) -> Path:
     return path
 
 
+def configured_value(
+    name: str, key: str, config_files: Sequence[str | Path] = (), overrides: Mapping[str, Any] | None = None
+) -> Any:
+    """The plain value of the top-level config id ``key`` in the runs of method ``name``, read without MONAI.
+
+    Read as the bundle merges them: ``configs/common.json``, then ``config_files`` (overlays), then the
+    method's overlay, then ``overrides``; the last that sets ``key`` wins.
+
+    Returns:
+        the value, or None when nothing sets it or it is a reference or expression (``@``, ``$``, ``%``).
+    """
+    value = None
+    for path in (METHODS_DIR.parent / "common.json", *config_files, method_config(name)):
+        config = json.loads(Path(path).read_text(encoding="utf-8"))
+        value = config.get(key, value)
+    value = (overrides or {}).get(key, value)
+    return None if isinstance(value, str) and value[:1] in ("@", "$", "%") else value
+
+
+def method_display_name(name: str, config: Mapping[str, Any] | None = None) -> str:
+    """The display name of method ``name`` when it runs with the top-level config values ``config``.
+
+    ``METHODS[name]``, except FeatPyra's, which says the backbone stages it uses in the paper's naming
+    (stage ``k`` is ``conv{k+1}_x``; as ``networks.FeatPyra.network_name``): ``feature_stage`` ``s`` gives
+    ``"FeatPyra-{s},{s+1}"``, the paper's FeatPyra-4,5 being ``s = 4``. Without an integer ``feature_stage``
+    in ``config`` it is ``METHODS[name]``.
+
+    Raises:
+        ValueError: ``name`` is not a method of the bundle.
+    """
+    method_config(name)
+    stage = (config or {}).get("feature_stage")
+    if name == "featpyra_4_5" and isinstance(stage, int) and not isinstance(stage, bool):
+        return f"FeatPyra-{stage},{stage + 1}"
+    return METHODS[name]
+
+
 def method_groups() -> dict[str, tuple[str, ...]]:
     """Group name -> method specs: ``table1`` and ``aggregation``."""
     return {"table1": TABLE1_METHODS, "aggregation": AGGREGATION_METHODS}
@@ -157,7 +198,7 @@ class MethodSpec:
     Args:
         name: a key of :data:`METHODS`.
         overrides: ``(key, value)`` pairs sorted by key.
-        display: the method's display name (``METHODS[name]``).
+        display: the method's display name (:func:`method_display_name`).
     """
 
     name: str
@@ -183,12 +224,19 @@ class MethodSpec:
         return f"{self.display or self.name} ({extra})" if extra else self.display or self.name
 
 
-def parse_method_spec(text: str, reserved: Collection[str] = ()) -> MethodSpec:
+def parse_method_spec(
+    text: str,
+    reserved: Collection[str] = (),
+    config_files: Sequence[str | Path] = (),
+    base_overrides: Mapping[str, Any] | None = None,
+) -> MethodSpec:
     """Parse ``name`` or ``name:key=value[,key=value]`` (values as in :func:`spec_override`).
 
     Args:
         text: the spec.
         reserved: config ids a spec may not set (the comparison sets them for every run).
+        config_files: overlays every run gets before the method's (only read for the display name).
+        base_overrides: config values every run gets, before the spec's own (only read for the display name).
 
     Raises:
         ValueError: an unknown method (the message lists the valid ones and the groups), a malformed or
@@ -211,20 +259,29 @@ def parse_method_spec(text: str, reserved: Collection[str] = ()) -> MethodSpec:
         if key in reserved:
             raise ValueError(f"method spec {text!r} may not set {key!r}: this script sets it for every run")
         overrides[key] = value
-    return MethodSpec(name, tuple(sorted(overrides.items())), METHODS[name])
+    own = tuple(sorted(overrides.items()))
+    stage = configured_value(name, "feature_stage", config_files, {**(base_overrides or {}), **overrides})
+    return MethodSpec(name, own, method_display_name(name, {"feature_stage": stage}))
 
 
-def expand_method_specs(tokens: Sequence[str], reserved: Collection[str] = ()) -> list[MethodSpec]:
+def expand_method_specs(
+    tokens: Sequence[str],
+    reserved: Collection[str] = (),
+    config_files: Sequence[str | Path] = (),
+    base_overrides: Mapping[str, Any] | None = None,
+) -> list[MethodSpec]:
     """Method specs of ``tokens`` with groups expanded and duplicates removed, first occurrence kept.
 
     Args:
         tokens: method specs and group names (:func:`method_groups`).
         reserved: config ids a spec may not set (see :func:`parse_method_spec`).
+        config_files: overlays every run gets (see :func:`parse_method_spec`).
+        base_overrides: config values every run gets (see :func:`parse_method_spec`).
     """
     groups = method_groups()
     specs: dict[str, MethodSpec] = {}
     for token in tokens:
         for text in groups.get(token.strip(), (token,)):
-            spec = parse_method_spec(text, reserved)
+            spec = parse_method_spec(text, reserved, config_files, base_overrides)
             specs.setdefault(spec.canonical, spec)
     return list(specs.values())

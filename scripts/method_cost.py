@@ -57,9 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     try:
-        specs = expand_method_specs(args.methods, MANAGED_KEYS)
         setup = CostSetup(image_size=tuple(args.image_size), bag_size=args.bag_size, batch_size=args.batch_size,
                           steps=args.steps, warmup=args.warmup, threads=args.threads, overrides=tuple(args.override))
+        specs = expand_method_specs(args.methods, MANAGED_KEYS, base_overrides=setup.config_overrides())
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -269,13 +269,15 @@ def make_settings(
     seeds = list(seeds)
     if len(set(seeds)) != len(seeds) or min(seeds) < 0:
         raise ValueError(f"--seeds must be distinct non-negative integers, got {seeds}")
-    specs = expand_method_specs(methods, MANAGED_KEYS)
+    config_files = [_existing_file(c, "--config file") for c in configs]
+    user_overrides = _user_overrides(overrides)
+    specs = expand_method_specs(methods, MANAGED_KEYS, config_files, user_overrides)  # display names see both
     _check_slugs(specs)
     settings = Settings(
         dataset_name=dataset_name,
         datalist=_existing_file(datalist, "--datalist"),
-        configs=[_existing_file(c, "--config file") for c in configs],
-        overrides=_user_overrides(overrides),
+        configs=config_files,
+        overrides=user_overrides,
         specs=specs,
         seeds=seeds,
         output_root=Path(output_root).expanduser().resolve(),

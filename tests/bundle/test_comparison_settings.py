@@ -41,6 +41,26 @@ def test_run_spec_orders_configs_and_overrides(tmp_path, datalist):
     assert run["display_name"] == "MIMS (top_k=3)"
 
 
+# (--config overlay content or None, --override texts, FeatPyra's display name on the page and in run_spec.json)
+FEATPYRA_CASES = [
+    (None, [], "FeatPyra-2,3"),  # common.json: feature_stage 2 -> backbone stages 1, 2 = conv2_x, conv3_x
+    (None, ["feature_stage=4"], "FeatPyra-4,5"),
+    ('{"feature_stage": 3}', [], "FeatPyra-3,4"),
+    ('{"feature_stage": 3}', ["feature_stage=4"], "FeatPyra-4,5"),  # --override wins over the overlay
+]
+
+
+@pytest.mark.parametrize("overlay, overrides, name", FEATPYRA_CASES)
+def test_featpyra_display_name_follows_the_configured_stage(tmp_path, datalist, overlay, overrides, name):
+    configs = []
+    if overlay is not None:
+        configs = [tmp_path / "dataset.json"]
+        configs[0].write_text(overlay)
+    settings = demo_settings(tmp_path, datalist, "featpyra_4_5", seeds=(0,), configs=configs, overrides=overrides)
+    assert settings.specs[0].label == name
+    assert build_run_spec(settings, settings.specs[0], 0)["display_name"] == name
+
+
 @pytest.mark.parametrize(
     "bad, fragment",
     [

@@ -17,8 +17,10 @@ from bundle.methods import (
     METHODS,
     METHODS_DIR,
     TABLE1_METHODS,
+    configured_value,
     expand_method_specs,
     method_config,
+    method_display_name,
     parse_method_spec,
     spec_override,
 )
@@ -89,6 +91,41 @@ def test_method_spec_parsing(text, overrides, canonical, slug, label):
 def test_spec_written_two_ways_is_one_spec():
     specs = expand_method_specs(["mims_cnn:top_k=3,learning_rate=0.001", "mims_cnn:learning_rate=1e-3, top_k=3"])
     assert len(specs) == 1
+
+
+# (spec, base overlays, base overrides, label): FeatPyra's name says the stages feature_stage makes it use
+FEATPYRA_LABEL_CASES = [
+    ("featpyra_4_5", (), None, "FeatPyra-2,3"),  # common.json: feature_stage 2 -> stages 1, 2 = conv2_x, conv3_x
+    ("featpyra_4_5", (), {"feature_stage": 4}, "FeatPyra-4,5"),  # the paper's
+    ("featpyra_4_5:feature_stage=3", (), {"feature_stage": 4}, "FeatPyra-3,4 (feature_stage=3)"),  # the spec wins
+    ("featpyra_4_5", ("stage4.json",), None, "FeatPyra-4,5"),  # an overlay that sets it
+    ("featpyra_4_5", ("stage_ref.json",), None, "FeatPyra-4,5"),  # a reference: the paper's name, as before
+    ("mi_pre", (), {"feature_stage": 4}, "MI-Pre"),
+]
+
+
+@pytest.mark.parametrize("text, overlays, base, label", FEATPYRA_LABEL_CASES)
+def test_featpyra_label_follows_the_configured_stage(tmp_path, text, overlays, base, label):
+    (tmp_path / "stage4.json").write_text(json.dumps({"feature_stage": 4}))
+    (tmp_path / "stage_ref.json").write_text(json.dumps({"feature_stage": "@other"}))
+    files = [tmp_path / f for f in overlays]
+    assert parse_method_spec(text, config_files=files, base_overrides=base).label == label
+    assert [s.label for s in expand_method_specs([text], config_files=files, base_overrides=base)] == [label]
+
+
+@pytest.mark.parametrize("stage", [2, 3, 4])
+def test_featpyra_display_name_equals_the_network_name(stage):
+    from networks import FeatPyra
+
+    network = FeatPyra(in_channels=1, num_classes=2, backbone_depth=10, feature_stage=stage)
+    assert method_display_name("featpyra_4_5", {"feature_stage": stage}) == network.network_name
+
+
+@pytest.mark.parametrize("name", ["featpyra_4_5", "resnet34_scratch"])
+def test_configured_value_agrees_with_the_merged_config(name):
+    merged = merged_config([CONFIGS / "common.json", method_config(name)])
+    assert configured_value(name, "feature_stage") == merged["feature_stage"]
+    assert configured_value(name, "feature_stage", overrides={"feature_stage": 1}) == 1
 
 
 def test_unknown_method_spec_lists_the_valid_names_and_groups():
