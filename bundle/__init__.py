@@ -29,9 +29,11 @@ __all__ = [
     "localization",
     "methods",
     "metrics",
+    "model_selection",
     "optim",
     "prepare_batch",
     "reports",
+    "schedules",
     "zoo_checks",
     "zoo_package",
 ]
