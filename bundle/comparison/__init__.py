@@ -17,6 +17,8 @@ test AUROC are written from all finished runs.
   (``python -m bundle.comparison.worker RUN_SPEC_JSON``): train, evaluate, log to MLflow, ``result.json``.
 - :mod:`bundle.comparison.runner`: every (spec, seed) in order, each in a worker, skipping finished runs.
 - :mod:`bundle.comparison.report`: the markdown page and the AUROC chart.
+- :mod:`bundle.comparison.cross_validation`: k-fold cross-validation of one method, one run per fold
+  (``scripts/cross_validate.py``).
 - :mod:`bundle.comparison.cost`: the training cost of each method on identical bags
   (``scripts/method_cost.py``).
 
@@ -39,7 +41,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["cost", "report", "runner", "settings", "worker"]
+__all__ = ["cost", "cross_validation", "report", "runner", "settings", "worker"]
 
 
 def __getattr__(name: str) -> Any:

@@ -25,6 +25,7 @@ Example:
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
 import warnings
 from collections import Counter
@@ -36,7 +37,14 @@ import numpy as np
 
 from bundle.data.datalist_writer import check_output_paths, normalize_label_names, relative_posix, write_datalist
 
-__all__ = ["build_datalist_from_csv", "read_labels_csv", "split_stratified_grouped"]
+__all__ = [
+    "LabelledCases",
+    "build_datalist_from_csv",
+    "group_strata",
+    "read_labelled_cases",
+    "read_labels_csv",
+    "split_stratified_grouped",
+]
 
 
 def read_labels_csv(
@@ -115,6 +123,30 @@ def _parse_labels(
     return [index[s] for s in raw], names
 
 
+def group_strata(labels: Sequence[int], groups: Sequence[Any]) -> tuple[dict[Any, list[int]], dict[int, list[Any]]]:
+    """The split units and their strata: the cases of every group, and the groups of every class.
+
+    A group's stratum is its most frequent label (ties: the smallest class index).
+
+    Args:
+        labels: class index of every case.
+        groups: group key of every case (same length as ``labels``).
+
+    Returns:
+        ``members`` (group -> case indices, groups in order of first appearance) and ``strata``
+        (class index -> its groups, in order of first appearance).
+    """
+    members: dict[Any, list[int]] = {}
+    for i, g in enumerate(groups):
+        members.setdefault(g, []).append(i)
+    strata: dict[int, list[Any]] = {}
+    for g, idx in members.items():
+        counts = Counter(labels[i] for i in idx)
+        top = max(counts.values())
+        strata.setdefault(min(c for c, k in counts.items() if k == top), []).append(g)
+    return members, strata
+
+
 def split_stratified_grouped(
     labels: Sequence[int],
     groups: Sequence[Any] | None = None,
@@ -151,14 +183,7 @@ def split_stratified_grouped(
         groups = list(range(n))
     elif len(groups) != n:
         raise ValueError(f"groups has {len(groups)} entries but labels has {n}.")
-    members: dict[Any, list[int]] = {}
-    for i, g in enumerate(groups):
-        members.setdefault(g, []).append(i)
-    strata: dict[int, list[Any]] = {}
-    for g, idx in members.items():
-        counts = Counter(labels[i] for i in idx)
-        top = max(counts.values())
-        strata.setdefault(min(c for c, k in counts.items() if k == top), []).append(g)
+    members, strata = group_strata(labels, groups)
 
     rng = np.random.default_rng(seed)
     assignment = ["training"] * n
@@ -190,6 +215,80 @@ def split_stratified_grouped(
                 stacklevel=2,
             )
     return assignment
+
+
+@dataclasses.dataclass
+class LabelledCases:
+    """The cases of a labels CSV, checked (see :func:`read_labelled_cases`).
+
+    Args:
+        images_dir: folder the image entries are relative to.
+        images: image entry of every case (relative to ``images_dir``), in CSV order.
+        labels: class index of every case.
+        names: class index (as text) -> class name.
+        group_column: the grouping column, or None.
+        groups: group of every case, or None without ``group_column``.
+    """
+
+    images_dir: Path
+    images: list[str]
+    labels: list[int]
+    names: dict[str, str]
+    group_column: str | None
+    groups: list[str] | None
+
+    def entries(self, base: str | os.PathLike) -> list[dict[str, Any]]:
+        """Datalist entries ``{"image": <path relative to base>, "label": int[, <group_column>: group]}``."""
+        result = []
+        for i, (image, label) in enumerate(zip(self.images, self.labels)):
+            entry: dict[str, Any] = {"image": relative_posix(self.images_dir / image, base), "label": label}
+            if self.group_column:
+                entry[self.group_column] = self.groups[i]
+            result.append(entry)
+        return result
+
+
+def read_labelled_cases(
+    images_dir: str | os.PathLike,
+    labels_csv: str | os.PathLike,
+    image_column: str = "image",
+    label_column: str = "label",
+    group_column: str | None = None,
+    class_names: Sequence[str] | Mapping[Any, str] | None = None,
+) -> LabelledCases:
+    """Read a labels CSV and check it: columns present, no empty cell, every image exists, valid labels.
+
+    Args: as :func:`build_datalist_from_csv`.
+
+    Raises:
+        FileNotFoundError: when ``images_dir`` or ``labels_csv`` does not exist, or when rows name
+            images that do not exist (all such rows are listed, with their CSV line numbers).
+        ValueError: for an empty CSV, missing columns, empty cells or labels outside ``class_names``.
+    """
+    images_dir, labels_csv = Path(images_dir), Path(labels_csv)
+    if not images_dir.is_dir():
+        raise FileNotFoundError(f"Images folder {images_dir} does not exist.")
+    columns = [image_column, label_column] + ([group_column] if group_column else [])
+    rows = read_labels_csv(labels_csv, columns)
+
+    missing_images, empty_cells = [], []
+    for line, row in rows:
+        for col in columns:
+            if not row[col]:
+                empty_cells.append(f"line {line}: empty '{col}'")
+        if row[image_column] and not (images_dir / row[image_column]).exists():
+            missing_images.append(f"line {line}: {images_dir / row[image_column]}")
+    if empty_cells:
+        raise ValueError(f"{labels_csv}: {len(empty_cells)} empty cell(s):\n  " + "\n  ".join(empty_cells))
+    if missing_images:
+        raise FileNotFoundError(
+            f"{labels_csv}: {len(missing_images)} row(s) name images that do not exist:\n  "
+            + "\n  ".join(missing_images)
+        )
+
+    labels, names = _parse_labels([row[label_column] for _, row in rows], class_names, str(labels_csv))
+    groups = [row[group_column] for _, row in rows] if group_column else None
+    return LabelledCases(images_dir, [row[image_column] for _, row in rows], labels, names, group_column, groups)
 
 
 def build_datalist_from_csv(
@@ -246,34 +345,13 @@ def build_datalist_from_csv(
         raise ValueError(
             f"val_fraction and test_fraction must be in [0, 1) with a sum < 1, got {val_fraction} and {test_fraction}."
         )
-    columns = [image_column, label_column] + ([group_column] if group_column else [])
-    rows = read_labels_csv(labels_csv, columns)
-
-    missing_images, empty_cells = [], []
-    for line, row in rows:
-        for col in columns:
-            if not row[col]:
-                empty_cells.append(f"line {line}: empty '{col}'")
-        if row[image_column] and not (images_dir / row[image_column]).exists():
-            missing_images.append(f"line {line}: {images_dir / row[image_column]}")
-    if empty_cells:
-        raise ValueError(f"{labels_csv}: {len(empty_cells)} empty cell(s):\n  " + "\n  ".join(empty_cells))
-    if missing_images:
-        raise FileNotFoundError(
-            f"{labels_csv}: {len(missing_images)} row(s) name images that do not exist:\n  "
-            + "\n  ".join(missing_images)
-        )
-
-    labels, names = _parse_labels([row[label_column] for _, row in rows], class_names, str(labels_csv))
-    groups = [row[group_column] for _, row in rows] if group_column else None
+    cases = read_labelled_cases(images_dir, labels_csv, image_column, label_column, group_column, class_names)
+    labels, groups = cases.labels, cases.groups
     assignment = split_stratified_grouped(labels, groups, val_fraction, test_fraction, seed)
 
-    base = out_path.parent
+    entries = cases.entries(out_path.parent)
     lists: dict[str, list[dict]] = {"training": [], "validation": [], "test": []}
-    for (_, row), label, split in zip(rows, labels, assignment):
-        entry: dict[str, Any] = {"image": relative_posix(images_dir / row[image_column], base), "label": label}
-        if group_column:
-            entry[group_column] = row[group_column]
+    for entry, split in zip(entries, assignment):
         lists[split].append(entry)
 
     return write_datalist(
@@ -283,7 +361,7 @@ def build_datalist_from_csv(
             f"Images in {images_dir.name}/ labelled by {labels_csv.name} (column '{label_column}'); split "
             f"stratified by label" + (f" and grouped by '{group_column}'" if group_column else "") + f", seed {seed}."
         ),
-        labels=names,
+        labels=cases.names,
         training=lists["training"],
         validation=lists["validation"],
         test=lists["test"],
