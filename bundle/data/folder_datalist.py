@@ -123,19 +123,28 @@ def _parse_labels(
     return [index[s] for s in raw], names
 
 
-def group_strata(labels: Sequence[int], groups: Sequence[Any]) -> tuple[dict[Any, list[int]], dict[int, list[Any]]]:
+def group_strata(
+    labels: Sequence[int], groups: Sequence[Any] | None
+) -> tuple[dict[Any, list[int]], dict[int, list[Any]]]:
     """The split units and their strata: the cases of every group, and the groups of every class.
 
     A group's stratum is its most frequent label (ties: the smallest class index).
 
     Args:
         labels: class index of every case.
-        groups: group key of every case (same length as ``labels``).
+        groups: group key of every case (same length as ``labels``), or ``None`` for one group per case.
 
     Returns:
         ``members`` (group -> case indices, groups in order of first appearance) and ``strata``
         (class index -> its groups, in order of first appearance).
+
+    Raises:
+        ValueError: ``groups`` of another length than ``labels``.
     """
+    if groups is None:
+        groups = list(range(len(labels)))
+    elif len(groups) != len(labels):
+        raise ValueError(f"groups has {len(groups)} entries but labels has {len(labels)}.")
     members: dict[Any, list[int]] = {}
     for i, g in enumerate(groups):
         members.setdefault(g, []).append(i)
@@ -179,10 +188,6 @@ def split_stratified_grouped(
             f"val_fraction and test_fraction must be in [0, 1) with a sum < 1, got {val_fraction} and {test_fraction}."
         )
     n = len(labels)
-    if groups is None:
-        groups = list(range(n))
-    elif len(groups) != n:
-        raise ValueError(f"groups has {len(groups)} entries but labels has {n}.")
     members, strata = group_strata(labels, groups)
 
     rng = np.random.default_rng(seed)

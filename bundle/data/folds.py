@@ -76,10 +76,6 @@ def assign_folds(labels: Sequence[int], groups: Sequence[Any] | None, k: int, se
     if k < 2:
         raise ValueError(f"{source}: k must be at least 2 folds, got {k}.")
     n = len(labels)
-    if groups is None:
-        groups = list(range(n))
-    elif len(groups) != n:
-        raise ValueError(f"{source}: groups has {len(groups)} entries but labels has {n}.")
     members, strata = group_strata(labels, groups)
     unit = "group" if len(members) < n else "case"
     smallest = min(strata, key=lambda c: (len(strata[c]), c))
