@@ -10,9 +10,9 @@ lesions with a soft edge, 4-6 px in radius by default, i.e. about 1 % of the ima
 images (label 0, ``"normal"``) contain none. The fibres are as bright as the lesions, so the brightest
 pixel, and after per-image min-max scaling the mean intensity, do not give the label away
 (``tests/data/test_synthetic_large2d.py`` keeps such image-level statistics near chance). A classifier
-therefore has to find something small, bright and round, and at a quarter of the resolution (the usual network input) a lesion is only a
-few pixels across: the setting in which a coarse saliency map cannot say exactly where the lesion
-is, and which GLAM-style global-local saliency (:mod:`bundle.localization.glam`) addresses.
+therefore has to find something small, bright and round, and at a quarter of the resolution (the usual
+network input) a lesion is only a few pixels across: the setting in which a coarse saliency map cannot
+say exactly where the lesion is, and which GLAM-style global-local saliency (:mod:`bundle.localization.glam`) addresses.
 
 Array layout: an image is ``[H, W]`` (rows, columns), float32 in ``[0, 1]`` from the generator and
 8-bit grey PNG on disk (``round(255 * image)``); a lesion mask is ``[H, W]`` uint8, 1 inside lesions,

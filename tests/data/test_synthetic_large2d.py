@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -173,7 +172,7 @@ def test_dataset_layout_datalist_and_png_contents(tmp_path):
 def test_dataset_is_deterministic(tmp_path):
     a = _make_small(tmp_path / "a", num_train=3, num_val=1, num_test=0)
     b = _make_small(tmp_path / "b", num_train=3, num_val=1, num_test=0)
-    c = _make_small(tmp_path / "c", num_train=3, num_val=1, num_test=0, seed=6)
+    _make_small(tmp_path / "c", num_train=3, num_val=1, num_test=0, seed=6)  # read below by path
     assert json.loads(a.read_text()) == json.loads(b.read_text())
     for name in ("case_0000.png", "case_0003.png"):
         assert (tmp_path / "a" / "images" / name).read_bytes() == (tmp_path / "b" / "images" / name).read_bytes()
