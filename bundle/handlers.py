@@ -37,7 +37,7 @@ import torch
 from ignite.engine import Engine, Events
 
 from bundle.distributed import gather_in_order
-from bundle.reports import atomic_write
+from bundle.reports import atomic_path, atomic_write
 
 __all__ = [
     "PredictionsWriter",
@@ -233,9 +233,8 @@ class PromoteCheckpoint:
             logger.warning(f"no checkpoint at {self.source} to promote (no validation ran?)")
             return
         self.target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.target.with_name(f".{self.target.name}.tmp")
-        shutil.copyfile(self.source, tmp)
-        os.replace(tmp, self.target)
+        with atomic_path(self.target) as tmp:
+            shutil.copyfile(self.source, tmp)
         logger.info(f"best checkpoint {self.source} promoted to {self.target}")
 
 

@@ -27,6 +27,8 @@ from ignite.engine import Engine, Events
 from ignite.handlers import EarlyStopping
 from monai.handlers import CheckpointSaver
 
+from bundle.reports import atomic_path
+
 __all__ = [
     "KEEP_MODEL",
     "check_keep_model",
@@ -133,9 +135,8 @@ class FinalModelSaver:
 
     def __call__(self, engine: Engine) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        torch.save(self.network.state_dict(), tmp)
-        os.replace(tmp, self.path)
+        with atomic_path(self.path) as tmp:
+            torch.save(self.network.state_dict(), tmp)
         logger.info(f"final model of epoch {engine.state.epoch} saved to {self.path} (keep_model 'final')")
 
 

@@ -9,15 +9,18 @@ neither torch nor MONAI (they are imported where versions are asked for).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import os
 import platform
 import resource
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "atomic_path",
     "atomic_write",
     "display_path",
     "load_average",
@@ -115,13 +118,34 @@ def load_average() -> list[float] | None:
     return list(os.getloadavg()) if hasattr(os, "getloadavg") else None
 
 
-def atomic_write(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename, so a reader never
-    sees half a file and an interrupted write leaves the old one."""
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path to write instead of ``path``, renamed onto ``path`` when the block ends without error.
+
+    A reader never sees half a file and an interrupted write leaves the old one. The temporary file is
+    ``.tmp_<name>`` in the same folder (same file system, so the rename is atomic; the suffix is kept, for
+    writers that choose the format from it such as nibabel); on an error it is removed and the error raised.
+
+    Example::
+
+        with atomic_path("models/model.pt") as tmp:
+            torch.save(state, tmp)
+    """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    tmp = path.with_name(f".tmp_{path.name}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` through :func:`atomic_path`."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
     return path
 
 

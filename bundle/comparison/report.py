@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import os
 import statistics
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -20,7 +19,7 @@ from typing import Any
 
 from bundle.comparison.settings import Settings, collect_results
 from bundle.methods import AGGREGATION_METHODS, TABLE1_METHODS, MethodSpec, value_text
-from bundle.reports import atomic_write, display_path, machine_text, versions_text
+from bundle.reports import atomic_path, atomic_write, display_path, machine_text, versions_text
 
 __all__ = [
     "REFERENCE_METHOD",
@@ -265,9 +264,8 @@ def draw_auroc_chart(
         ax.set_title(title, fontsize=9)
     axes[0].set_ylabel("test AUROC (mean ± SD over seeds)")
     axes[0].legend(loc="lower right", fontsize=8)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, dpi=150, format="png")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=150, format="png")
 
 
 def write_report(settings: Settings) -> tuple[Path, Path]:

@@ -34,6 +34,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from bundle.reports import atomic_write
+
 __all__ = [
     "run_datalist_command",
     "DATALIST_SPLITS",
@@ -196,11 +198,7 @@ def write_datalist(
     if extra:
         data.update(extra)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, out_path)
+    atomic_write(out_path, json.dumps(data, indent=2) + "\n")
     return out_path
 
 

@@ -10,6 +10,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from bundle.reports import atomic_path
+
 __all__ = ["save_nifti"]
 
 
@@ -50,7 +52,6 @@ def save_nifti(
     img.set_qform(affine, code=1)
     img.set_sform(affine, code=1)
     path = Path(path)
-    tmp = path.with_name(f".tmp_{path.name}")  # keeps the suffix: nibabel picks the format from it
-    nib.save(img, str(tmp))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:  # keeps the suffix: nibabel picks the format from it
+        nib.save(img, str(tmp))
     return path

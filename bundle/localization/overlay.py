@@ -28,6 +28,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from bundle.reports import atomic_path
+
 __all__ = [
     "DEFAULT_COLORMAP",
     "IMAGE_WEIGHT",
@@ -212,7 +214,6 @@ def save_png(path: str | os.PathLike, image: Any) -> Path:
             f"{path}: expected a uint8 image [H, W] or [H, W, 3], got {array.dtype} of shape {array.shape}"
         )
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(array).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        Image.fromarray(array).save(tmp, format="PNG")
     return path
