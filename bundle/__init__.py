@@ -34,6 +34,7 @@ __all__ = [
     "prepare_batch",
     "reports",
     "schedules",
+    "stats",
     "zoo_checks",
     "zoo_package",
 ]
