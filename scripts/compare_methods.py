@@ -6,8 +6,9 @@ For every requested method spec and seed, one fresh worker process trains with
 ``configs/common.json`` + ``configs/train.json`` + the ``--config`` overlays + the method's overlay
 (``configs/methods/<name>.json``) tracked in MLflow, measures the cost of training, evaluates the best
 checkpoint on the test split and writes ``result.json`` last; finished runs are skipped, so an interrupted
-comparison resumes. Finally a markdown page and a bar chart of the test AUROC are written from all finished
-runs. The engine, and the layout under ``--output-root``, are in :mod:`bundle.comparison`.
+comparison resumes. Each finished run's small record goes to ``--records-dir`` (commit it); the markdown
+page and the AUROC chart are then generated from the records (``scripts/make_results_pages.py`` regenerates
+every page). The engine, and the layout under ``--output-root``, are in :mod:`bundle.comparison`.
 
 Example::
 
@@ -37,10 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description=(
             "Compare methods of the MIMS-CNN bundle on one dataset: for each method spec and seed, train (tracked "
-            "in MLflow), measure the training cost, evaluate the best checkpoint on the test split, then write a "
-            "markdown page with Table-1-style tables and a bar chart of the test AUROC. Finished runs (those with "
-            "a result.json) are skipped, so the command resumes; an unfinished run's folder is cleared and the "
-            "run starts over. Exit code: 0, or 1 when a run failed, or 2 for invalid arguments."
+            "in MLflow), measure the training cost, evaluate the best checkpoint on the test split and write the "
+            "run's record, then generate the markdown page (Table-1-style tables, test AUROC with 95 % bootstrap "
+            "intervals) and a bar chart from the records. Finished runs (those with a result.json) are skipped, so "
+            "the command resumes; an unfinished run's folder is cleared and the run starts over. Exit code: 0, or 1 "
+            "when a run failed, or 2 for invalid arguments."
         ),
     )
     p.add_argument(
@@ -69,11 +71,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-root", default=str(DEFAULT_OUTPUT_ROOT),
                    help="folder of the runs: <output-root>/<dataset-name>/<method>/seed<k>/ (default: runs/compare)")
     p.add_argument("--results-dir", default=str(DEFAULT_RESULTS_DIR),
-                   help="folder of the page <dataset-name>.md and chart <dataset-name>.png (default: docs/results)")
+                   help="folder of the page <dataset-name>.md and chart <dataset-name>.png, or of the page its "
+                   "pages.json declares for the dataset name (default: docs/results)")
+    p.add_argument("--records-dir",
+                   help="folder of the run records <records-dir>/<dataset-name>/<method>/seed<k>.json, written after "
+                   "each finished run and read for the page (default: <results-dir>/records, i.e. "
+                   "docs/results/records)")
     p.add_argument("--notes", metavar="FILE",
-                   help="markdown file inserted verbatim under '## Discussion' on the page (default: no such section)")
+                   help="markdown file inserted verbatim under '## Discussion' on the page (default: no such section; "
+                   "a page that <results-dir>/pages.json declares for the dataset name uses its own notes)")
     p.add_argument("--report-only", action="store_true",
-                   help="train nothing: write the page and the chart from the finished runs found")
+                   help="train nothing: write the records of the finished runs found, then the page and the chart")
     p.add_argument("--fail-fast", action="store_true",
                    help="stop at the first failed run (default: report it and go on with the other runs)")
     p.add_argument("--quiet", action="store_true",
@@ -93,6 +101,7 @@ def validate_arguments(args: argparse.Namespace, argv: Sequence[str]) -> Setting
         overrides=args.override,
         output_root=args.output_root,
         results_dir=args.results_dir,
+        records_dir=args.records_dir,
         notes=args.notes,
         report_only=args.report_only,
         fail_fast=args.fail_fast,

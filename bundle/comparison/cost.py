@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bundle.comparison.report import REFERENCE_METHOD, format_ratio
+from bundle.comparison.pages import REFERENCE_METHOD, format_ratio
 from bundle.config import CONFIGS, REPO
 from bundle.methods import MethodSpec, method_config, spec_override
 from bundle.reports import atomic_write, machine_text, peak_rss_bytes, reset_peak_rss, rss_bytes, versions_text

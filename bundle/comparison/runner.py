@@ -1,9 +1,12 @@
 # Copyright (c) 2026 MIMS-CNN bundle contributors
 # Licensed under the Apache License, Version 2.0 (see LICENSE at the repository root).
-"""Run a comparison: every (method spec, seed) in order, each in a fresh worker process, then the report.
+"""Run a comparison: every (method spec, seed) in order, each in a fresh worker process, then the page.
 
 A run whose ``result.json`` exists is skipped, so an interrupted comparison resumes where it stopped; an
-unfinished run's folder is cleared and the run starts over. Each worker
+unfinished run's folder is cleared and the run starts over. Right after a run finishes, its record is
+written (:func:`bundle.comparison.records.write_record`); the page is then generated from the records
+(:mod:`bundle.comparison.pages`): the page ``<results-dir>/pages.json`` declares for the dataset name, else
+a page of the comparison's own specs and seeds. Each worker
 (``python -m bundle.comparison.worker``) starts with nothing of this process's memory, so its peak memory
 is its own; its output goes to the run's ``worker.log``. Importing this module loads neither torch nor
 MONAI.
@@ -22,13 +25,25 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from bundle.comparison.report import write_report
-from bundle.comparison.settings import RESULT_FILE, Settings, build_run_spec, run_folder
+from bundle.comparison import pages
+from bundle.comparison.records import write_record
+from bundle.comparison.settings import RESULT_FILE, Settings, build_run_spec, collect_results, run_folder
 from bundle.comparison.worker import PHASE_MARK
 from bundle.config import REPO
 from bundle.methods import MethodSpec
 
-__all__ = ["RunOutcome", "compare", "launch_worker", "run_all", "run_one", "summarize", "worker_command"]
+__all__ = [
+    "RunOutcome",
+    "compare",
+    "launch_worker",
+    "page_of",
+    "run_all",
+    "run_one",
+    "summarize",
+    "sync_records",
+    "worker_command",
+    "write_comparison_page",
+]
 
 
 def _elapsed(seconds: float) -> str:
@@ -109,11 +124,15 @@ def run_one(settings: Settings, spec: MethodSpec, seed: int, tag: str) -> RunOut
 
 
 def run_all(settings: Settings) -> list[RunOutcome]:
-    """Every (spec, seed) in order; stops at the first failure with ``fail_fast``."""
+    """Every (spec, seed) in order, the record of each finished run written right after it; stops at the first
+    failure with ``fail_fast``."""
     jobs = [(spec, seed) for spec in settings.specs for seed in settings.seeds]
     outcomes = []
     for i, (spec, seed) in enumerate(jobs, start=1):
         outcomes.append(run_one(settings, spec, seed, f"[{i}/{len(jobs)}]"))
+        if outcomes[-1].status == "done":
+            result = json.loads((run_folder(settings, spec, seed) / RESULT_FILE).read_text(encoding="utf-8"))
+            print(f"  record: {_write_record(settings, spec, result)}", flush=True)
         if outcomes[-1].status == "failed" and settings.fail_fast:
             print(f"stopping after the first failure (--fail-fast); {len(jobs) - i} run(s) not started", flush=True)
             break
@@ -130,6 +149,44 @@ def summarize(outcomes: Sequence[RunOutcome]) -> int:
     return counts["failed"]
 
 
+def _write_record(settings: Settings, spec: MethodSpec, result: dict) -> Path:
+    """The record of a run's result, its dataset and slug those of the run folder."""
+    return write_record(settings.records_dir, {**result, "dataset": settings.dataset_name, "slug": spec.slug})
+
+
+def sync_records(settings: Settings) -> int:
+    """Write the record of every finished run of these settings found under the output root (skipped runs, and
+    a record folder that was changed or emptied); warn about results of other settings. The number written."""
+    results, other = collect_results(settings)
+    for path in other:
+        print(f"warning: {path} was produced with other settings (datalist, configs or overrides): no record",
+              file=sys.stderr)
+    specs = {s.canonical: s for s in settings.specs}
+    written = 0
+    for canonical, found in results.items():
+        for result in found:
+            _write_record(settings, specs[canonical], result)
+            written += 1
+    return written
+
+
+def page_of(settings: Settings) -> pages.PageSpec:
+    """The page ``<results-dir>/pages.json`` declares for the comparison's dataset name, else
+    :func:`bundle.comparison.pages.page_spec_for` the settings."""
+    declared = settings.results_dir / "pages.json"
+    if declared.is_file():
+        for spec in pages.load_page_specs(declared):
+            if spec.records == settings.dataset_name:
+                return spec
+    return pages.page_spec_for(settings)
+
+
+def write_comparison_page(settings: Settings) -> Path:
+    """Bring the records up to date with the finished runs, then write the page (and chart) from the records."""
+    sync_records(settings)
+    return pages.write_page(page_of(settings), settings.records_dir, settings.results_dir)
+
+
 def compare(settings: Settings) -> int:
     """Run every unfinished run (unless ``settings.report_only``), then write the page and the chart.
 
@@ -141,5 +198,5 @@ def compare(settings: Settings) -> int:
         started = time.perf_counter()
         failed = summarize(run_all(settings))
         print(f"runs took {_elapsed(time.perf_counter() - started)}", flush=True)
-    write_report(settings)
+    write_comparison_page(settings)
     return 1 if failed else 0

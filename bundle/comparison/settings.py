@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bundle.comparison.records import load_record, record_path
 from bundle.config import CONFIGS, REPO
 from bundle.methods import MethodSpec, expand_method_specs, method_config, spec_override
 from bundle.reports import display_path
@@ -61,6 +62,7 @@ class Settings:
         seeds: training seeds, one run each per spec.
         output_root: folder of the runs.
         results_dir: folder of the page and the chart.
+        records_dir: folder of the run records (:mod:`bundle.comparison.records`), one per finished run.
         notes: markdown put under ``## Discussion`` on the page; None: no such section.
         report_only: train nothing, only write the page and the chart.
         fail_fast: stop at the first failed run.
@@ -76,6 +78,7 @@ class Settings:
     seeds: list[int]
     output_root: Path
     results_dir: Path
+    records_dir: Path
     notes: Path | None
     report_only: bool
     fail_fast: bool
@@ -223,6 +226,20 @@ def _check_existing_results(settings: Settings) -> None:
             "finished runs in the output folder were produced with other settings (datalist, --config or "
             f"--override); use another --output-root or delete them:\n  {listed}"
         )
+    key = settings_key(settings)
+    other = []
+    for spec in settings.specs:
+        for seed in settings.seeds:
+            path = record_path(settings.records_dir, settings.dataset_name, spec.slug, seed)
+            if path.is_file() and load_record(path).get("settings") != key:
+                other.append(path)
+    if other:
+        listed = "\n  ".join(str(p) for p in other)
+        raise ValueError(
+            "run records in the records folder were produced with other settings (datalist, --config or "
+            f"--override) and would be replaced; use another --dataset-name or --records-dir, or delete them:"
+            f"\n  {listed}"
+        )
 
 
 def make_settings(
@@ -235,6 +252,7 @@ def make_settings(
     overrides: Sequence[str] = (),
     output_root: str | Path = DEFAULT_OUTPUT_ROOT,
     results_dir: str | Path = DEFAULT_RESULTS_DIR,
+    records_dir: str | Path | None = None,
     notes: str | Path | None = None,
     report_only: bool = False,
     fail_fast: bool = False,
@@ -254,6 +272,8 @@ def make_settings(
         overrides: ``key=value`` texts (:func:`bundle.methods.spec_override`), not of :data:`MANAGED_KEYS`.
         output_root: folder of the runs; unless ``report_only``, its finished runs must have these settings.
         results_dir: folder of the page and the chart.
+        records_dir: folder of the run records; None: ``<results_dir>/records``. Unless ``report_only``, its
+            records of these specs and seeds must have these settings.
         notes: an existing markdown file, or None.
         report_only: train nothing, only write the page and the chart.
         fail_fast: stop at the first failed run.
@@ -282,6 +302,7 @@ def make_settings(
         seeds=seeds,
         output_root=Path(output_root).expanduser().resolve(),
         results_dir=Path(results_dir).expanduser().resolve(),
+        records_dir=Path(Path(results_dir) / "records" if records_dir is None else records_dir).expanduser().resolve(),
         notes=_existing_file(notes, "--notes file") if notes else None,
         report_only=report_only,
         fail_fast=fail_fast,

@@ -9,8 +9,13 @@ Started by :func:`bundle.comparison.runner.launch_worker` as::
 It trains with the run's train configs through ``monai.bundle.ConfigWorkflow`` tracked in MLflow,
 measuring the cost of training (:class:`bundle.handlers.IterationTimer`, peak memory increase,
 parameters), evaluates the best checkpoint with the eval configs, logs the test metrics and the costs
-into the training's MLflow run and writes ``result.json`` last. Lines starting with :data:`PHASE_MARK`
-announce a phase to the comparing process. Importing this module loads neither torch nor MONAI.
+into the training's MLflow run and writes ``result.json`` last. Besides the metrics and costs, the result
+holds what the committed record of the run needs (:mod:`bundle.comparison.records`): the per-epoch curves
+of the training (:func:`epoch_curves`, from the MLflow metric history), the test probability of every case
+(:func:`case_predictions`, from the evaluation's ``predictions.json``), the decision threshold of the evaluation
+(``metrics.json``), the machine load during training and evaluation (:class:`LoadSampler`) and the code
+commit (:func:`code_state`). Lines starting with :data:`PHASE_MARK` announce a phase to the comparing
+process. Importing this module loads neither torch nor MONAI.
 """
 
 from __future__ import annotations
@@ -18,26 +23,44 @@ from __future__ import annotations
 import datetime
 import gc
 import json
+import math
 import os
 import statistics
+import subprocess
 import sys
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from bundle.comparison.settings import RESULT_FILE
-from bundle.reports import atomic_write, display_path, machine_info, peak_rss_bytes, reset_peak_rss, rss_bytes
+from bundle.config import REPO
+from bundle.reports import (
+    atomic_write,
+    display_path,
+    load_average,
+    machine_info,
+    peak_rss_bytes,
+    reset_peak_rss,
+    rss_bytes,
+)
 from bundle.reports import versions as installed_versions
 
 __all__ = [
+    "LOAD_INTERVAL_S",
+    "LoadSampler",
     "MACHINE_FIELDS",
     "PHASE_MARK",
+    "case_predictions",
+    "code_state",
+    "epoch_curves",
     "evaluate_run",
     "log_to_mlflow",
     "main",
     "retire_incomplete_runs",
     "train_run",
+    "training_curves",
     "with_tracking_uri",
     "worker_main",
 ]
@@ -46,10 +69,148 @@ __all__ = [
 PHASE_MARK = "@@compare_methods phase: "
 #: what ``result.json`` records of :func:`bundle.reports.machine_info`
 MACHINE_FIELDS = ("cpu", "logical_cores", "usable_cores", "platform", "system")
+#: seconds between two samples of the load average
+LOAD_INTERVAL_S = 15.0
 
 
 def _phase(name: str) -> None:
     print(PHASE_MARK + name, flush=True)
+
+
+class LoadSampler:
+    """Samples the 1-minute load average in a daemon thread: at start, every ``interval_s`` and at stop.
+
+    Args:
+        interval_s: seconds between two samples.
+        sample: returns the load averages (1, 5, 15 minutes) or None (:func:`bundle.reports.load_average`).
+    """
+
+    def __init__(self, interval_s: float = LOAD_INTERVAL_S, sample: Any = load_average) -> None:
+        self.interval_s = interval_s
+        self.sample = sample
+        self.values: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="load-sampler", daemon=True)
+
+    def _take(self) -> None:
+        loads = self.sample()
+        if loads:
+            self.values.append(float(loads[0]))
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._take()
+
+    def start(self) -> LoadSampler:
+        """Take the first sample and start the thread; returns ``self``."""
+        self._take()
+        self._thread.start()
+        return self
+
+    def stop(self) -> dict[str, Any] | None:
+        """Stop the thread, take a last sample and return :meth:`summary`."""
+        self._stop.set()
+        self._thread.join()
+        self._take()
+        return self.summary()
+
+    def summary(self) -> dict[str, Any] | None:
+        """Min, mean and max of the samples, their number, the interval and the usable cores; None without
+        samples (an OS without load average)."""
+        if not self.values:
+            return None
+        return {
+            "one_minute_min": min(self.values),
+            "one_minute_mean": statistics.fmean(self.values),
+            "one_minute_max": max(self.values),
+            "samples": len(self.values),
+            "interval_s": self.interval_s,
+            "usable_cores": machine_info()["usable_cores"],
+        }
+
+
+def code_state(repo: str | os.PathLike = REPO) -> dict[str, Any] | None:
+    """The git commit of ``repo`` (``HEAD``) and whether tracked files had uncommitted changes; None without git."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True)
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+                                capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return {"commit": commit.stdout.strip(), "uncommitted_changes": bool(status.stdout.strip())}
+
+
+def _short(value: float) -> float:
+    """``value`` rounded to 6 significant digits (compact records)."""
+    return float(f"{value:.6g}") if math.isfinite(value) else value
+
+
+def epoch_curves(
+    histories: Mapping[str, Sequence[tuple[int, float]]], iterations_per_epoch: int, epochs: int
+) -> dict[str, list[Any]]:
+    """Per-epoch curves of a training run's MLflow metric histories.
+
+    ``train_loss`` (logged per iteration, step = iteration 1, 2, ...) becomes the mean of each epoch;
+    ``lr_group_<i>`` (per iteration) the value at the epoch's last iteration, named ``lr`` for group 0; every
+    other metric is logged per epoch (step = epoch) by validation and is named ``val_<name>`` unless it starts
+    with ``val_``. Epochs without a value hold None; a curve without any value is left out.
+
+    Args:
+        histories: metric name -> ``(step, value)`` pairs.
+        iterations_per_epoch: training iterations per epoch.
+        epochs: epochs completed.
+
+    Returns:
+        ``{"epoch": [1, ..., epochs], "train_loss": [...], "lr": [...], "val_auroc": [...], ...}``, lists of
+        equal length, values rounded to 6 significant digits.
+    """
+    epoch_of = (lambda step: (int(step) - 1) // iterations_per_epoch + 1) if iterations_per_epoch > 0 else None
+    curves: dict[str, list[Any]] = {"epoch": list(range(1, epochs + 1))}
+    for name in sorted(histories):
+        per_epoch: dict[int, list[float]] = {}
+        iteration_metric = name == "train_loss" or name.startswith("lr_group_")
+        if iteration_metric and epoch_of is None:
+            continue
+        for step, value in sorted(histories[name]):
+            epoch = epoch_of(step) if iteration_metric else int(step)
+            per_epoch.setdefault(epoch, []).append(float(value))
+        if name == "train_loss":
+            key, pick = name, statistics.fmean
+        elif iteration_metric:
+            key, pick = ("lr" if name == "lr_group_0" else name), (lambda values: values[-1])
+        else:
+            key, pick = (name if name.startswith("val_") else f"val_{name}"), (lambda values: values[-1])
+        values = [_short(pick(per_epoch[e])) if e in per_epoch else None for e in curves["epoch"]]
+        if any(v is not None for v in values):
+            curves[key] = values
+    return curves
+
+
+def training_curves(run: Mapping[str, Any], iterations: int, epochs: int) -> dict[str, list[Any]]:
+    """:func:`epoch_curves` of the run's MLflow training run (read before the test metrics are logged into it)."""
+    client = _mlflow_client(run)
+    runs = _runs_named(client, run["experiment"], run["run_name"])
+    if not runs:
+        raise RuntimeError(f"no MLflow run {run['run_name']!r} in experiment {run['experiment']!r}")
+    run_id = runs[0].info.run_id
+    histories = {name: [(m.step, m.value) for m in client.get_metric_history(run_id, name)]
+                 for name in client.get_run(run_id).data.metrics}
+    return epoch_curves(histories, iterations // epochs if epochs else 0, epochs)
+
+
+def case_predictions(predictions_path: str | os.PathLike) -> list[list[Any]] | None:
+    """Per test case ``[case_id, label, probability of class 1]`` (two classes) or ``[case_id, label,
+    [probabilities]]``, from a :class:`bundle.handlers.PredictionsWriter` JSON file; case_id is the file name
+    without folders. None when the file is absent."""
+    path = Path(predictions_path)
+    if not path.is_file():
+        return None
+    cases = []
+    for row in json.loads(path.read_text(encoding="utf-8")):
+        probs = [float(v) for k, v in row.items() if k.startswith("prob_")]
+        case_id = str(row.get("case", "")).replace("\\", "/").rsplit("/", 1)[-1]
+        cases.append([case_id, row.get("label"), probs[1] if len(probs) == 2 else probs])
+    return cases
 
 
 def _config_workflow(run: Mapping[str, Any], configs: str, workflow_type: str, tracking: str | None) -> Any:
@@ -176,11 +337,12 @@ def _device_text(device: Any) -> str:
     return str(device)
 
 
-def evaluate_run(run: Mapping[str, Any]) -> tuple[dict[str, float], str, float]:
+def evaluate_run(run: Mapping[str, Any]) -> dict[str, Any]:
     """Evaluate the run's best checkpoint (the test split unless overridden).
 
     Returns:
-        the numeric metrics of ``metrics.json``, the split evaluated, the wall time in seconds.
+        ``metrics``: the numeric metrics of ``metrics.json`` (without the threshold); ``split``: the split
+        evaluated; ``decision_threshold``: ``metrics.json``'s (None: argmax); ``wall_s``: the wall time in seconds.
     """
     metrics_path = Path(run["run_folder"]) / "metrics.json"
     metrics_path.unlink(missing_ok=True)
@@ -192,8 +354,10 @@ def evaluate_run(run: Mapping[str, Any]) -> tuple[dict[str, float], str, float]:
         workflow.finalize()
     wall_s = time.perf_counter() - start
     metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
-    numeric = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    return numeric, str(metrics.get("split")), wall_s
+    numeric = {k: v for k, v in metrics.items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "decision_threshold"}
+    return {"metrics": numeric, "split": str(metrics.get("split")),
+            "decision_threshold": metrics.get("decision_threshold"), "wall_s": wall_s}
 
 
 def log_to_mlflow(run: Mapping[str, Any], test: Mapping[str, float], cost: Mapping[str, Any]) -> str:
@@ -220,12 +384,17 @@ def worker_main(spec_path: str | os.PathLike) -> int:
     """
     run = with_tracking_uri(json.loads(Path(spec_path).read_text(encoding="utf-8")))
     started = datetime.datetime.now().astimezone()
+    code = code_state()
+    load = LoadSampler().start()
     _phase("training")
     retire_incomplete_runs(run)
     trained = train_run(run)
+    curves = training_curves(run, trained["iterations"], trained["epochs_completed"])
     _phase("evaluating")
-    test, split, eval_wall_s = evaluate_run(run)
-    cost = {**trained["cost"], "eval_wall_s": eval_wall_s}
+    evaluated = evaluate_run(run)
+    test = evaluated["metrics"]
+    cost = {**trained["cost"], "eval_wall_s": evaluated["wall_s"]}
+    load_summary = load.stop()
     run_id = log_to_mlflow(run, test, cost)
     machine = machine_info()
     result = {
@@ -237,9 +406,13 @@ def worker_main(spec_path: str | os.PathLike) -> int:
         "method_overrides": run["method_overrides"],
         "seed": run["seed"],
         "test": test,
-        "eval_split": split,
+        "eval_split": evaluated["split"],
+        "decision_threshold": evaluated["decision_threshold"],
+        "test_cases": case_predictions(Path(run["run_folder"]) / "predictions.json"),
         "validation": trained["validation"],
+        "curves": curves,
         "cost": cost,
+        "load": load_summary,
         "epochs": trained["epochs"],
         "epochs_completed": trained["epochs_completed"],
         "iterations": trained["iterations"],
@@ -248,6 +421,7 @@ def worker_main(spec_path: str | os.PathLike) -> int:
         "eval_configs": [display_path(Path(c)) for c in run["eval_configs"]],
         "settings": run["settings"],
         "command": run["command"],
+        "code": code,
         "mlflow": {"tracking_uri": run["overrides"]["tracking_uri"], "experiment": run["experiment"],
                    "run_name": run["run_name"], "run_id": run_id},
         "started": started.isoformat(timespec="seconds"),
