@@ -21,6 +21,7 @@ __all__ = [
     "config",
     "data",
     "datalist",
+    "decision",
     "distributed",
     "export",
     "export_onnx",
@@ -35,6 +36,7 @@ __all__ = [
     "reports",
     "schedules",
     "stats",
+    "threshold_selection",
     "zoo_checks",
     "zoo_package",
 ]

@@ -2,10 +2,11 @@
 # Licensed under the Apache License, Version 2.0 (see LICENSE at the repository root).
 """Ignite handlers the bundle configs attach to MONAI engines.
 
-- :class:`PredictionsWriter`: per-case probabilities and predicted class as CSV and JSON.
+- :class:`PredictionsWriter`: per-case probabilities, the decision threshold used and the predicted class
+  as CSV and JSON.
 - :class:`MetricsWriter`: the engine's final metrics as JSON.
-- :class:`PromoteCheckpoint`: after a run completes, copy its best checkpoint to the bundle's
-  ``models/`` folder (a failed run never touches it).
+- :class:`PromoteCheckpoint`: after a run completes, copy its best checkpoint (and its decision sidecar,
+  :mod:`bundle.decision`) to the bundle's ``models/`` folder (a failed run never touches it).
 - :class:`MLflowRunExtras`: when the run is tracked with ``--tracking mlflow``, record the run's
   parameters and checkpoint in the same MLflow run, and mark the run failed when training raises.
 - :func:`share_mlflow_run`: hand the ``MLFlowHandler`` that ``--tracking mlflow`` adds to an engine to
@@ -36,6 +37,7 @@ import numpy as np
 import torch
 from ignite.engine import Engine, Events
 
+from bundle.decision import decided_class, decision_path
 from bundle.distributed import gather_in_order
 from bundle.reports import atomic_path, atomic_write
 
@@ -80,10 +82,13 @@ def case_name(item: Mapping, batch_item: Mapping | None, key: str) -> str:
 
 
 class PredictionsWriter:
-    """Write one row per case: case path, label (when known), class probabilities, prediction.
+    """Write one row per case: case path, label (when known), class probabilities, threshold, prediction.
 
     Attach to an evaluator whose postprocessing turns ``pred`` into probabilities ``[num_classes]``
     per case (``Activationsd(softmax=True)``). Files: ``<output_dir>/<name>.csv`` and ``.json``.
+    ``prediction`` follows ``threshold`` (:func:`bundle.decision.decided_class`: class 1 when
+    ``p[1] >= threshold``, argmax when it is None); the column ``threshold`` says which (empty in the CSV
+    and null in the JSON for argmax).
 
     Args:
         output_dir: folder of the files (created).
@@ -94,6 +99,8 @@ class PredictionsWriter:
         label_key: key of the label (optional: inference has none).
         image_key: key whose meta data give the case's file name.
         extra_keys: further per-case keys of the output or the batch to write (e.g. ``slice_indices``).
+        threshold: decision threshold on the positive-class probability (binary tasks; ``@threshold`` of the
+            configs); None: argmax.
     """
 
     def __init__(
@@ -105,8 +112,12 @@ class PredictionsWriter:
         label_key: str = "label",
         image_key: str = "image",
         extra_keys: Sequence[str] = (),
+        threshold: float | None = None,
     ) -> None:
+        from transforms import check_threshold
+
         self.output_dir = Path(output_dir)
+        self.threshold = check_threshold(threshold, "threshold")
         self.class_names = list(class_names) if class_names is not None else None
         self.name = name
         self.pred_key = pred_key
@@ -143,7 +154,8 @@ class PredictionsWriter:
                 row["label"] = int(np.asarray(_to_python(label)).reshape(-1)[0])
             for cls_name, p in zip(names, probs):
                 row[f"prob_{cls_name}"] = round(float(p), 6)
-            row["prediction"] = int(np.argmax(probs))
+            row["threshold"] = self.threshold
+            row["prediction"] = decided_class(probs, self.threshold)
             row["predicted_class"] = names[row["prediction"]]
             for key in self.extra_keys:
                 value = item.get(key, batch_item.get(key) if batch_item is not None else None)
@@ -185,10 +197,13 @@ class PredictionsWriter:
 class MetricsWriter:
     """Write ``engine.state.metrics`` (and the number of cases) as JSON when the engine completes.
 
+    ``configs/evaluate.json`` records the decision threshold the metrics were computed with among the
+    ``extra`` values: ``decision_threshold`` (null: argmax).
+
     Args:
         output_dir: folder of the file (created).
         name: file name.
-        extra: further values to record (e.g. the checkpoint and datalist evaluated).
+        extra: further values to record (e.g. the checkpoint, datalist and ``decision_threshold`` evaluated).
     """
 
     def __init__(self, output_dir: str | os.PathLike, name: str = "metrics.json", extra: Mapping | None = None) -> None:
@@ -214,7 +229,10 @@ class PromoteCheckpoint:
     """After the engine completes, copy ``source`` (the run's best checkpoint) to ``target``.
 
     A run that raises never reaches COMPLETED, so it never replaces the model a previous run
-    promoted; the previous model also stays in its own run folder.
+    promoted; the previous model also stays in its own run folder. The decision sidecar of ``source``
+    (``model.decision.json``, :func:`bundle.decision.decision_path`) is copied along to the sidecar of
+    ``target``; when ``source`` has none, a sidecar left at ``target`` by an earlier model is removed, so
+    that it is never applied to a model it was not chosen for.
 
     Args:
         source: checkpoint written during the run.
@@ -236,6 +254,14 @@ class PromoteCheckpoint:
         with atomic_path(self.target) as tmp:
             shutil.copyfile(self.source, tmp)
         logger.info(f"best checkpoint {self.source} promoted to {self.target}")
+        source, target = decision_path(self.source), decision_path(self.target)
+        if source.is_file():
+            with atomic_path(target) as tmp:
+                shutil.copyfile(source, tmp)
+            logger.info(f"decision {source} promoted to {target}")
+        elif target.is_file():
+            target.unlink()
+            logger.info(f"{self.source} has no decision file: removed the earlier model's {target} (argmax)")
 
 
 class MLflowRunUser:

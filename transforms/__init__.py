@@ -6,6 +6,8 @@ A typical pipeline (dictionary keys ``"image"``):
 
 ``LoadVolumed -> EnsureChannelsd -> ToBagd -> ResizeSlicesd -> RandSampleSlicesd`` (training) or
 ``... -> CentralSlicesd`` (evaluation and inference), giving bags ``[N, C, H, W]``.
+After the network, ``ThresholdDecisiond`` turns class probabilities into the one-hot decision (argmax, or a
+threshold on the positive class).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from .bag import (
     ToBagd,
 )
 from .channels import LUMA_WEIGHTS, EnsureChannels, EnsureChannelsd
+from .decision import ThresholdDecision, ThresholdDecisiond, check_threshold
 from .io import IMAGE_EXTENSIONS, SUPPORTED_EXTENSIONS, VOLUME_EXTENSIONS, LoadVolume, LoadVolumed, natural_sort_key
 
 __all__ = [
@@ -44,7 +47,10 @@ __all__ = [
     "ResizeSlices",
     "ResizeSlicesd",
     "SelectSlices",
+    "ThresholdDecision",
+    "ThresholdDecisiond",
     "ToBag",
     "ToBagd",
+    "check_threshold",
     "natural_sort_key",
 ]

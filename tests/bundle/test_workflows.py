@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from bundle.decision import load_decision
 from bundle_testing import TINY, TINY_TRAIN, copy_dataset, run_workflow
 
 TRAIN = ["common.json", "train.json"]
@@ -50,7 +51,15 @@ def test_train_evaluate_infer_with_mlflow(tiny_dataset, bundle_root):
     assert len(client.get_metric_history(run.info.run_id, "auroc")) == 2
     assert len(client.get_metric_history(run.info.run_id, "val_distinct_classes")) == 2
     assert {"accuracy", "f1", "train_loss"} <= set(run.data.metrics)
-    assert "model.pt" in [a.path for a in client.list_artifacts(run.info.run_id)]
+    assert {"model.pt", "model.decision.json"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
+    # the decision threshold of the kept model's validation, next to it and promoted with it
+    decision = load_decision(run_dir / "model.pt")
+    assert decision["criterion"] == "youden" and decision["split"] == "validation" and decision["epoch"] in (1, 2)
+    assert decision["num_cases"] == 4 and 0.0 <= decision["threshold"] <= 1.0
+    promoted = bundle_root / "models" / "model.decision.json"
+    assert promoted.read_bytes() == (run_dir / "model.decision.json").read_bytes()
+    history = client.get_metric_history(run.info.run_id, "decision_threshold")
+    assert history and max(history, key=lambda m: m.step).value == pytest.approx(decision["threshold"])
 
     # export the promoted checkpoint to TorchScript with MONAI's ckpt_export: same logits as the checkpoint
     from monai.bundle import ConfigParser, ckpt_export
@@ -84,11 +93,16 @@ def test_train_evaluate_infer_with_mlflow(tiny_dataset, bundle_root):
     metrics = json.loads((bundle_root / "eval" / "metrics.json").read_text())
     assert {"auroc", "accuracy", "f1"} <= set(metrics) and metrics["num_cases"] == 4
     assert 0.0 <= metrics["auroc"] <= 1.0
+    threshold = decision["threshold"]
+    assert metrics["decision_threshold"] == threshold  # the promoted sidecar, found by decision_threshold 'auto'
     rows = list(csv.DictReader((bundle_root / "eval" / "predictions.csv").open()))
     assert len(rows) == 4
-    for row in rows:
+    decided = [int(float(row["prob_cyst"]) >= threshold) for row in rows]
+    assert metrics["accuracy"] == pytest.approx(np.mean([d == int(row["label"]) for d, row in zip(decided, rows)]))
+    for row, expected in zip(rows, decided):
         p = float(row["prob_normal"]) + float(row["prob_cyst"])
         assert p == pytest.approx(1.0, abs=1e-5)
+        assert float(row["threshold"]) == threshold and int(row["prediction"]) == expected
         assert row["case"].endswith(".nii.gz") and row["label"] in ("0", "1")
         assert json.loads(row["slice_indices"]) == [1, 2, 3, 4, 5, 6]  # 6 central of 8 slices
 
@@ -96,6 +110,7 @@ def test_train_evaluate_infer_with_mlflow(tiny_dataset, bundle_root):
     run_workflow(INFERENCE, "infer", _overrides(bundle_root, tiny_dataset, input=str(tiny_dataset / "images")))
     predictions = json.loads((bundle_root / "eval" / "inference" / "predictions.json").read_text())
     assert len(predictions) == 12 and all("label" not in p for p in predictions)
+    assert all(p["threshold"] == threshold and p["prediction"] == int(p["prob_cyst"] >= threshold) for p in predictions)
 
     # the same model on plain 2D images (a bag of one slice each), grey and RGB
     from PIL import Image
