@@ -7,10 +7,14 @@ Our inference configuration is split over ``common.json`` + ``inference.json`` (
 overlay), so an archive exported from those files would hold a ``inference.json`` without the
 preprocessing. :func:`export_torchscript` merges the files first, so ``model.ts`` holds:
 
-- ``extra/metadata.json``: ``configs/metadata.json`` (MONAI's ``save_net_with_metadata``);
+- ``extra/metadata.json``: ``configs/metadata.json`` (MONAI's ``save_net_with_metadata``), plus
+  ``"decision"``: the model's decision threshold (:mod:`bundle.decision`: the sidecar
+  ``model.decision.json`` of the checkpoint when ``decision_threshold`` is ``"auto"``, a configured number,
+  or null for argmax), which the MONAI Deploy app applies (:func:`bundle.decision.archive_decision`);
 - ``extra/inference.json``: the merged inference config (``preprocessing``, ``inferer``,
   ``postprocessing``, ``network_def``, ``class_names``, ...), with ``overrides`` applied and no
-  ``_meta_``, as MONAI Deploy's bundle operators and our own apps read it.
+  ``_meta_``, as MONAI Deploy's bundle operators and our own apps read it. Its ``decision_threshold`` is
+  the embedded threshold (or null), so the archive's config resolves ``threshold`` alike on any machine.
 
 The exported module has the network's signature: ``forward(x [B, N, C, H, W], mask [B, N] | None)
 -> logits [B, num_classes]``. :func:`export_checkpoint` is what ``scripts/export_torchscript.py`` runs:
@@ -28,7 +32,8 @@ from typing import Any, NamedTuple
 
 import torch
 
-from bundle.config import build_network, merged_config
+from bundle.config import build_network, config_parser, merged_config
+from bundle.decision import resolve_decision
 
 __all__ = [
     "EXTRA_INFERENCE",
@@ -50,6 +55,7 @@ def export_torchscript(
     meta_file: str | Path,
     overrides: Mapping[str, Any] | None = None,
     key_in_ckpt: str = "",
+    decision_ckpt: str | Path | None = None,
 ) -> Path:
     """Export ``network_def`` of the merged ``config_files`` with the weights of ``ckpt`` to ``output``.
 
@@ -63,9 +69,14 @@ def export_torchscript(
         overrides: config values (``id: value``) applied before building the network and stored in
             the archive's ``inference.json``.
         key_in_ckpt: checkpoint entry holding the state dict (``""``: the file is the state dict).
+        decision_ckpt: the checkpoint whose decision sidecar ``decision_threshold: "auto"`` embeds (default:
+            ``ckpt``).
 
     Returns:
         ``output`` as a Path.
+
+    Raises:
+        ValueError: a malformed decision sidecar or ``decision_threshold`` (naming it).
     """
     from monai.bundle import ckpt_export
 
@@ -74,14 +85,23 @@ def export_torchscript(
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     config = merged_config(config_files, overrides)
+    parser = config_parser(config_files, overrides)
+    decision = resolve_decision(
+        parser.get_parsed_content("decision_threshold", default="auto"),
+        decision_ckpt if decision_ckpt is not None else ckpt,
+        int(parser.get_parsed_content("num_classes")),
+    )
+    config["decision_threshold"] = None if decision is None else decision["threshold"]
     with tempfile.TemporaryDirectory() as tmp:
         merged = Path(tmp) / EXTRA_INFERENCE
         merged.write_text(json.dumps(config, indent=2))
+        metadata = Path(tmp) / EXTRA_METADATA
+        metadata.write_text(json.dumps({**json.loads(Path(meta_file).read_text()), "decision": decision}, indent=2))
         ckpt_export(
             net_id="network_def",
             filepath=str(output),
             ckpt_file=str(ckpt),
-            meta_file=str(meta_file),
+            meta_file=str(metadata),
             config_file=str(merged),
             key_in_ckpt=key_in_ckpt,
         )
@@ -129,6 +149,7 @@ def export_checkpoint(
 ) -> CheckedExport:
     """Export any bundle checkpoint with :func:`export_torchscript` and compare the archive with it.
 
+    The archive embeds the decision of ``ckpt`` (its sidecar, see :func:`export_torchscript`).
     The checkpoint is loaded strictly into ``network_def`` of the merged configs
     (:func:`bundle.config.build_network`: a bare state dict, or a resumable checkpoint's ``key`` entry,
     ``"model"`` by default), its state dict is exported, the archive is read back with
@@ -152,7 +173,7 @@ def export_checkpoint(
     with tempfile.TemporaryDirectory() as tmp:  # ckpt_export wants the bare state dict
         state = Path(tmp) / "model.pt"
         torch.save(network.state_dict(), state)
-        path = export_torchscript(state, output, config_files, meta_file, overrides)
+        path = export_torchscript(state, output, config_files, meta_file, overrides, decision_ckpt=ckpt)
     module, metadata, config = load_torchscript(path)
     size = [int(s) for s in parser.get_parsed_content("image_size")]
     channels = int(parser.get_parsed_content("in_channels"))

@@ -7,8 +7,9 @@
 included), not the repository's or an installed copy: required files, version in the changelog, JSON
 configs parse, the code imports from the package, ``verify_metadata`` against a schema, the inference
 workflow's properties, ``verify_net_in_out`` (``network_volume_def``), ``ckpt_export`` (same logits as
-``model.pt`` and ``model.ts``), ``large_files.yml`` (each file downloaded from its URL and hash-checked
-into a scratch folder), ``ruff`` lint of the package's code.
+``model.pt`` and ``model.ts``), the decision threshold (the one ``inference.json`` resolves from
+``models/model.decision.json`` is the one ``model.ts`` carries), ``large_files.yml`` (each file downloaded
+from its URL and hash-checked into a scratch folder), ``ruff`` lint of the package's code.
 """
 
 from __future__ import annotations
@@ -174,6 +175,23 @@ def _check_export(bundle: Path, **_: Any) -> str:
     return "ckpt_export works; exported and shipped model.ts give model.pt's logits"
 
 
+def _check_decision(bundle: Path, **_: Any) -> str:
+    from bundle.config import config_parser
+    from bundle.decision import archive_decision
+    from bundle.export import load_torchscript
+
+    parser = config_parser([bundle / "configs" / "inference.json"], {"bundle_root": str(bundle)})
+    threshold = parser.get_parsed_content("threshold")
+    _, metadata, _ = load_torchscript(bundle / "models" / "model.ts")
+    decision = archive_decision(metadata)
+    shipped = None if decision is None else decision["threshold"]
+    if shipped != threshold:
+        raise ValueError(f"inference.json resolves the decision threshold {threshold}, model.ts carries {shipped}")
+    if threshold is None:
+        return "argmax (no decision threshold)"
+    return f"threshold {threshold:.4g} in inference.json and model.ts"
+
+
 def _check_large_files(bundle: Path, **_: Any) -> str:
     from monai.bundle.scripts import download_large_files
 
@@ -212,6 +230,7 @@ CHECKS: dict[str, Callable[..., str]] = {
     "inference properties": _check_properties,
     "verify_net_in_out": _check_net_in_out,
     "ckpt_export": _check_export,
+    "decision threshold": _check_decision,
     "large_files.yml": _check_large_files,
     "lint": _check_lint,
 }

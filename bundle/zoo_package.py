@@ -11,8 +11,10 @@ folder ``<name>/``, as ``monai.bundle.download`` expects) hold:
   overrides), ``metadata.json``, ``logging.conf`` and the overlays (``methods/``, ``datasets/``,
   ``multi_gpu_*.json``) are copied, so the repository's commands
   (``['configs/common.json','configs/train.json', ...]``) give the same configuration in the package;
-- ``models/model.pt`` (the state dict of the checkpoint, loaded strictly into ``network_def``) and
-  ``models/model.ts`` (TorchScript carrying ``metadata.json`` and the merged ``inference.json``);
+- ``models/model.pt`` (the state dict of the checkpoint, loaded strictly into ``network_def``),
+  ``models/model.decision.json`` (the checkpoint's decision threshold, :mod:`bundle.decision`, when it has
+  one: evaluation and inference in the package use it) and ``models/model.ts`` (TorchScript carrying
+  ``metadata.json`` with the decision, and the merged ``inference.json``);
 - ``large_files.yml``: path, URL and SHA-256 of both weight files (the weights are also copied to
   ``<output-dir>/<name>_v<version>_weights/`` for upload);
 - the code the configs import (``networks/``, ``transforms/``, ``bundle/``), ``scripts/`` (without the
@@ -34,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from bundle.config import REPO, build_network, load_weights, merged_config
+from bundle.decision import decision_path, load_decision, save_decision
 from bundle.zoo_checks import CODE_PACKAGES, check_package, sha256
 
 __all__ = ["DEFAULT_NAME", "FLAT_CONFIGS", "build_package", "make_package", "write_zip"]
@@ -159,6 +162,8 @@ def build_package(
     models = stage / "models"
     models.mkdir()
     torch.save(network.state_dict(), models / "model.pt")
+    if decision_path(ckpt).is_file():  # the decision threshold chosen for this checkpoint (checked when read)
+        save_decision(load_decision(ckpt), models / "model.pt")
     _describe_network_io(stage / "configs" / "metadata.json", parser)
     config = stage / "configs"
     export_torchscript(models / "model.pt", models / "model.ts", [config / "inference.json"], config / "metadata.json")

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from bundle.config import CONFIGS, build_network, config_parser
+from bundle.decision import archive_decision, save_decision
 from bundle.export import export_checkpoint, load_torchscript
 from bundle.export_onnx import BagModel, example_bag_shape, export_onnx
 
@@ -36,6 +37,30 @@ def test_export_checkpoint_gives_the_checkpoint_logits(resumable, tmp_path):
     assert result.difference <= 1e-5 and not result.network.training
     assert result.config["image_size"] == [32, 32] and result.metadata["version"]
     assert all(torch.equal(v, result.network.state_dict()[k]) for k, v in state.items())
+    # no decision file next to the checkpoint: the archive says argmax
+    assert result.metadata["decision"] is None and result.config["decision_threshold"] is None
+    assert archive_decision(result.metadata) is None
+
+
+@pytest.mark.parametrize(
+    "setting, expected",
+    [("auto", 0.3125), (0.4, 0.4), (None, None)],
+)
+def test_export_embeds_the_decision(setting, expected, tmp_path):
+    network, _ = build_network(INFERENCE, SMALL)
+    torch.save(network.state_dict(), tmp_path / "model.pt")
+    sidecar = {"positive_class": 1, "threshold": 0.3125, "criterion": "youden", "split": "validation",
+               "num_cases": 8, "sensitivity": 1.0, "specificity": 0.75, "epoch": 3}
+    save_decision(sidecar, tmp_path / "model.pt")
+    result = export_checkpoint(tmp_path / "model.pt", tmp_path / "model.ts", INFERENCE, CONFIGS / "metadata.json",
+                               {**SMALL, "decision_threshold": setting})
+    decision = archive_decision(result.metadata)
+    assert (None if decision is None else decision["threshold"]) == expected
+    assert result.config["decision_threshold"] == expected  # the archive's config resolves the same threshold
+    if setting == "auto":
+        assert decision == {**sidecar, "source": str(tmp_path / "model.decision.json")}
+    _, metadata, _ = load_torchscript(result.path)
+    assert metadata["decision"] == decision and metadata["version"]
 
 
 def test_export_checkpoint_names_a_checkpoint_of_another_network(tmp_path):

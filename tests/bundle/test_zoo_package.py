@@ -122,3 +122,22 @@ def test_metadata_spatial_shape_follows_image_size_and_slice_axis(tmp_path, slic
     zoo_package._describe_network_io(meta, parser)
     image = json.loads(meta.read_text())["network_data_format"]["inputs"]["image"]
     assert image["spatial_shape"] == expected and image["num_channels"] == 1
+
+
+def test_package_ships_the_decision_threshold_and_its_check_agrees(tmp_path):
+    import torch
+
+    from bundle.config import CONFIGS, build_network
+    from bundle.decision import load_decision, save_decision
+
+    network, _ = build_network([CONFIGS / "common.json"], SMALL)
+    torch.save(network.state_dict(), tmp_path / "model.pt")
+    decision = {"positive_class": 1, "threshold": 0.3125, "criterion": "youden", "split": "validation",
+                "num_cases": 8, "sensitivity": 1.0, "specificity": 0.75, "epoch": 3}
+    save_decision(decision, tmp_path / "model.pt")
+    stage = zoo_package.build_package(tmp_path / "model.pt", tmp_path / "dist", overrides=SMALL)
+    assert load_decision(stage / "models" / "model.pt") == decision
+    assert zoo_checks.CHECKS["decision threshold"](stage) == "threshold 0.3125 in inference.json and model.ts"
+    (stage / "models" / "model.decision.json").unlink()  # inference.json now resolves argmax, model.ts says 0.3125
+    with pytest.raises(ValueError, match="resolves the decision threshold None, model.ts carries 0.3125"):
+        zoo_checks.CHECKS["decision threshold"](stage)
