@@ -8,7 +8,8 @@ transforms whose names contain ``LoadImage`` (our loader is ``transforms.LoadVol
 accepts a slice mask), and hands the network output on as an image, with no argmax over classes and
 no class names. :class:`BagClassifierOperator` keeps what that operator does right (the inference
 config read from the TorchScript archive, the ``DHW -> WHD`` layout of a DICOM ``Image``, the
-config's ``device``) and returns a classification: probabilities per class and their argmax.
+config's ``device``) and returns a classification: probabilities per class and the decided class (the
+decision threshold the archive carries, :func:`bundle.decision.archive_decision`, or the argmax).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from monai.deploy.operators.dicom_series_selector_operator import DICOMSeriesSel
 from monai.transforms import Compose
 from monai.utils import ImageMetaKey
 
+from bundle.decision import archive_decision, decided_class
 from bundle.export import load_torchscript
 
 __all__ = [
@@ -130,12 +132,14 @@ class CheckedSeriesSelectorOperator(DICOMSeriesSelectorOperator):
 
 
 class BagClassifierOperator(Operator):
-    """Classify one volume with the bundle's TorchScript model: probabilities per class and their argmax.
+    """Classify one volume with the bundle's TorchScript model: probabilities per class and the decided class.
 
     The model file is the one ``export_torchscript`` writes: its ``extra/inference.json`` holds the
     bundle's merged inference config, from which this operator takes ``preprocessing`` (file or volume
     -> bag ``[N, C, H, W]``), ``inferer`` (``bundle.inferers.ChunkedBagInferer``), ``postprocessing``
-    (softmax of the logits), ``class_names`` and ``device``.
+    (softmax of the logits), ``class_names`` and ``device``; from its ``metadata.json`` the decision threshold
+    (``"decision"``, written by ``export_torchscript``): the predicted class is 1 when ``p[1] >= threshold``,
+    the argmax when the archive carries none.
 
     Two ways in (chosen by the application):
 
@@ -151,8 +155,9 @@ class BagClassifierOperator(Operator):
     Named output:
         result: dict with ``input``, ``input_type`` (``nifti`` or ``dicom_series``), ``dicom`` (study
         and series UIDs, DICOM only), ``predicted_class``, ``predicted_label``, ``probabilities``
-        (class name -> probability), ``num_slices`` (slices in the bag) and ``model`` (name and
-        version from the archive's metadata, method, file).
+        (class name -> probability), ``threshold`` (the decision threshold used; None: argmax),
+        ``num_slices`` (slices in the bag) and ``model`` (name and version from the archive's metadata,
+        method, file, and ``decision``: the archive's decision record).
 
     Args:
         fragment: the application.
@@ -187,6 +192,7 @@ class BagClassifierOperator(Operator):
                 "`monai.bundle ckpt_export` holds inference.json without common.json's ids); export it with "
                 "scripts/export_torchscript.py or bundle.export.export_torchscript"
             )
+        self._decision = archive_decision(self._model_metadata)
         self.input_path = Path(input_path) if input_path is not None else None
         self.source = str(source if source is not None else input_path or "")
         self.input_name = "image"
@@ -230,22 +236,26 @@ class BagClassifierOperator(Operator):
         class_names = [str(c) for c in parser.get_parsed_content("class_names")]
         if len(class_names) != probs.numel():
             raise ValueError(f"{self.model_file}: {probs.numel()} outputs but class_names has {len(class_names)}")
-        index = int(torch.argmax(probs))
+        threshold = None if self._decision is None else float(self._decision["threshold"])
+        index = decided_class(probs, threshold)
         result = {
             **record,
             "predicted_class": index,
             "predicted_label": class_names[index],
             "probabilities": {name: float(p) for name, p in zip(class_names, probs)},
+            "threshold": threshold,
             "num_slices": int(bag.shape[0]),
             "model": {
                 "name": metadata.get("name", ""),
                 "version": metadata.get("version", ""),
                 "method": config.get("method_name", ""),
                 "file": str(self.model_file),
+                "decision": self._decision,
             },
         }
         self._logger.info(
-            f"predicted {result['predicted_label']!r} (class {index}) from {bag.shape[0]} slices "
+            f"predicted {result['predicted_label']!r} (class {index}; "
+            f"{'argmax' if threshold is None else f'threshold {threshold:.4g}'}) from {bag.shape[0]} slices "
             f"in {time.perf_counter() - start:.2f} s on {device}"
         )
         op_output.emit(result, self.output_name)

@@ -32,7 +32,8 @@ SETUP_COMMAND = "bash scripts/setup_deploy_env.sh"
 #: volume [x, y, z]: x != y catches swapped in-plane axes; 11 slices with a 6-slice central window
 #: (slices 2..7) catch a reversed slice order, to which top-k pooling alone would be blind
 SHAPE = (40, 36, 11)
-RESULT_KEYS = {"input", "input_type", "predicted_class", "predicted_label", "probabilities", "num_slices", "model"}
+RESULT_KEYS = {"input", "input_type", "predicted_class", "predicted_label", "probabilities", "threshold", "num_slices",
+               "model"}
 ATOL = 1e-5
 
 
@@ -154,6 +155,7 @@ def test_result_format(results, case, kind):
     probs = _probs(result)
     assert np.all((probs >= 0) & (probs <= 1))
     assert probs.sum() == pytest.approx(1.0, abs=1e-6)
+    assert result["threshold"] is None and result["model"]["decision"] is None  # no decision file: argmax
     assert result["predicted_class"] == int(np.argmax(probs))
     assert result["predicted_label"] == config["class_names"][result["predicted_class"]]
     assert result["num_slices"] == case.overrides["eval_num_slices"]

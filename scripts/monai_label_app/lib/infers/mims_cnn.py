@@ -11,12 +11,16 @@ with what our bundle needs on top:
 - the task is a classification (``InferType.CLASSIFICATION``): no label file, no post-restore (MONAI
   Label's ``Restored`` would try to resample the class vector onto the image); weights load strictly;
 - after the bundle's ``inferer`` (:class:`bundle.inferers.ChunkedBagInferer`) it computes the key slices
-  of the predicted class (:func:`bundle.localization.slice_scores`, :func:`bundle.localization.key_slices`)
+  of the decided class (:func:`bundle.localization.slice_scores`, :func:`bundle.localization.key_slices`)
   and reports them as the ORIGINAL volume's slice numbers along ``slice_axis``, through the
   ``slice_indices`` that ``transforms.CentralSlicesd`` records;
+- the decided class follows the bundle's decision threshold (``threshold`` of the configs:
+  ``models/model.decision.json`` next to ``models/model.pt`` with ``decision_threshold: "auto"``, see
+  :mod:`bundle.decision`; argmax when there is none);
 - the result JSON keeps MONAI Label's classification ``prediction`` list and adds ``class_index``,
-  ``class_name``, ``probabilities`` (per class name), ``key_slices``, ``slice_indices`` (the original
-  slice numbers the network saw, in bag order, as the bundle's predictions file names them) and ``slice_axis``.
+  ``class_name``, ``threshold`` (None: argmax), ``probabilities`` (per class name), ``key_slices``,
+  ``slice_indices`` (the original slice numbers the network saw, in bag order, as the bundle's predictions
+  file names them) and ``slice_axis``.
 """
 
 from __future__ import annotations
@@ -122,6 +126,7 @@ class MIMSCNNInfer(BundleInferTask):
             num_classes = int(self.bundle_config.get_parsed_content("num_classes"))
             self.slice_axis = int(self.bundle_config.get_parsed_content("slice_axis"))
             configured = int(self.bundle_config.get_parsed_content("num_key_slices"))
+            self.threshold = self.bundle_config.get_parsed_content("threshold", default=None)
         if len(class_names) != num_classes:
             raise ValueError(f"class_names {class_names} has {len(class_names)} names for num_classes={num_classes}")
         self.class_names = class_names
@@ -176,12 +181,19 @@ class MIMSCNNInfer(BundleInferTask):
             from bundle.localization import key_slices, slice_scores
 
         bag = _plain(data[self.input_key]).to(device=torch.device(device), dtype=torch.float32)[None]  # [1, N, C, H, W]
-        target = int(_plain(data[self.key_pred]).reshape(-1).argmax())
+        target = self._decided_class(_plain(data[self.key_pred]))
         scores, _ = slice_scores(network, bag, class_index=target)
         indices = data.get(self.indices_key)
         indices = None if indices is None else _plain(indices).reshape(1, -1)
         ranked = key_slices(scores.cpu(), indices, top=top)[0]
         return [{"slice": int(k["slice"]), "score": float(k["score"])} for k in ranked]
+
+    def _decided_class(self, probabilities: torch.Tensor) -> int:
+        """The class decided for one volume's probabilities ``[C]`` (:func:`bundle.decision.decided_class`)."""
+        with bundle_on_path(self.bundle_path):
+            from bundle.decision import decided_class
+
+        return decided_class(probabilities.float().reshape(-1).numpy(), self.threshold)
 
     def writer(self, data: dict[str, Any], extension: Any = None, dtype: Any = None) -> tuple[None, dict[str, Any]]:
         """MONAI Label's classification result (``prediction``: index, label, score per class) with our fields.
@@ -194,12 +206,13 @@ class MIMSCNNInfer(BundleInferTask):
         if not isinstance(data[self.key_pred], MetaTensor):
             data[self.key_pred] = MetaTensor(probabilities)  # the stock ClassificationWriter logs ``pred.array``
         _, result = super().writer(data, extension, dtype)
-        index = int(probabilities.argmax())
+        index = self._decided_class(probabilities)
         indices = data.get(self.indices_key)
         result.update(
             {
                 "class_index": index,
                 "class_name": self.class_names[index],
+                "threshold": self.threshold,
                 "probabilities": {name: float(p) for name, p in zip(self.class_names, probabilities.tolist())},
                 "key_slices": data.get("key_slices", []),
                 "slice_indices": [] if indices is None else [int(i) for i in _plain(indices).reshape(-1)],
