@@ -108,7 +108,7 @@ def assign_tables(specs: Sequence[MethodSpec]) -> list[TableSpec]:
     A spec belongs to the Table-1 table and/or the aggregation table by membership in
     :data:`bundle.methods.TABLE1_METHODS` / :data:`bundle.methods.AGGREGATION_METHODS`. When one of the two
     holds every member spec, that one table is written; otherwise both, a spec in both appearing in both.
-    Specs in neither go to a third table, without reference row.
+    Specs in neither go to a third table. The reference rows (MI-Pre-Conv, MIMS) only where the table has them.
     """
     groups = [(TABLE1_TITLE, set(TABLE1_METHODS), REFERENCE_METHOD),
               (AGGREGATION_TITLE, set(AGGREGATION_METHODS), AGGREGATION_REFERENCE)]
@@ -117,7 +117,8 @@ def assign_tables(specs: Sequence[MethodSpec]) -> list[TableSpec]:
     tables = []
     for title, group, reference in groups:
         if (whole is None or title == whole) and any(s.canonical in group for s in members):
-            tables.append(TableSpec(title, tuple(s for s in members if s.canonical in group), reference))
+            rows = tuple(s for s in members if s.canonical in group)
+            tables.append(TableSpec(title, rows, reference if any(s.canonical == reference for s in rows) else None))
     others = tuple(s for s in specs if s not in members)
     if others:
         tables.append(TableSpec("Other method specs", others, None))
@@ -404,7 +405,7 @@ def _header_lines(spec: PageSpec, counted: Sequence[Mapping[str, Any]],
     lines += [f"Generated from the run records `docs/results/records/{spec.records}/<method>/seed<k>.json` "
               f"({len(counted)} record(s)) by `{REGENERATE}`; do not edit by hand.", ""]
     if not counted:
-        lines += ["- No finished run yet.", ""]
+        lines += ["- No finished run yet."]
     else:
         commits = _distinct(counted, _code_text)
         dates = sorted(str(r.get("date")) for r in counted)
@@ -422,10 +423,9 @@ def _header_lines(spec: PageSpec, counted: Sequence[Mapping[str, Any]],
                                                   f"the best validation {(r.get('validation') or {}).get('metric')}")),
             f"- Seeds per row: {', '.join(map(str, spec.seeds))} ({len(counted)} of {expected} runs found)",
         ]
-        if ignored:
-            lines.append(f"- Not counted: {len(ignored)} record(s) of other settings than this page's")
-        lines.append("")
-    return lines
+    if ignored:
+        lines.append(f"- Not counted: {len(ignored)} record(s) of other settings than this page's")
+    return [*lines, ""]
 
 
 _DEFINITIONS = (

@@ -1,7 +1,8 @@
 # Copyright (c) 2026 MIMS-CNN bundle contributors
 # Licensed under the Apache License, Version 2.0 (see LICENSE at the repository root).
 """``bundle.comparison.runner``: failed runs are reported and the others go on (or stop with fail-fast),
-finished runs are skipped, and the worker is the package entry point (with a stand-in worker)."""
+finished runs are skipped, each finished run's record is written and the page generated from the records,
+and the worker is the package entry point (with a stand-in worker)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from comparison_testing import demo_settings, table, write_datalist
+from comparison_testing import PNG_MAGIC, demo_settings, table, write_datalist, write_result
 
 from bundle.comparison import runner
 
@@ -50,7 +51,11 @@ def test_failed_run_is_reported_and_the_others_continue(tmp_path, datalist, monk
     assert f"  FAILED: mi_pre seed 0: exit code 3, log {failed_log}" in out
     assert not failed_log.with_name("result.json").exists()
     page = (tmp_path / "results" / "demo.md").read_text()
-    assert table(page, "Methods (rows of the paper's Table 1)")[1][:2] == ["MI-Pre", "not run"]
+    assert table(page, "Methods (the paper's Table 1)")[1][:2] == ["MI-Pre", "not run"]
+    assert table(page, "Methods (the paper's Table 1)")[2][:2] == ["MIMS", "0.750"]
+    record = json.loads((tmp_path / "results" / "records" / "demo" / "mims_cnn" / "seed0.json").read_text())
+    assert (record["dataset"], record["slug"], record["test"]) == ("demo", "mims_cnn", {"auroc": 0.75})
+    assert f"  record: {tmp_path / 'results' / 'records' / 'demo' / 'mims_cnn' / 'seed0.json'}" in out
 
     calls.clear()
     assert runner.compare(dataclasses.replace(settings, fail_fast=True)) == 1  # mims_cnn is done: only mi_pre again
@@ -102,8 +107,51 @@ def test_the_comparing_process_imports_neither_torch_nor_monai():
     """Workers inherit nothing of the comparing process's memory only while it stays small."""
     code = (
         "import sys\n"
-        "import bundle.comparison.cost, bundle.comparison.report, bundle.comparison.runner, bundle.comparison.worker\n"
+        "import bundle.comparison.cost, bundle.comparison.pages, bundle.comparison.runner, bundle.comparison.worker\n"
         "print(sorted(m for m in ('torch', 'monai', 'mlflow', 'matplotlib', 'ignite') if m in sys.modules))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_report_only_page_without_results(tmp_path, datalist, capsys):
+    settings = demo_settings(tmp_path, datalist, "mims_cnn", "mims_cnn:top_k=2", report_only=True)
+    assert runner.compare(settings) == 0
+    page = (tmp_path / "results" / "demo.md").read_text()
+    assert [r[:2] for r in table(page, "MIL aggregation")[1:]] == [["MIMS", "not run"], ["MIMS (top_k=2)", "not run"]]
+    assert "- No finished run yet." in page and "## Discussion" not in page
+    assert (tmp_path / "results" / "demo.png").read_bytes()[:8] == PNG_MAGIC
+    assert "page of 0 record(s)" in capsys.readouterr().out
+    assert not (tmp_path / "runs").exists()  # nothing was run
+
+
+def test_results_and_records_of_other_settings(tmp_path, datalist, capsys):
+    notes = tmp_path / "notes.md"
+    notes.write_text("MIMS beats *everything* here.\n\n| a | b |\n")
+    settings = demo_settings(tmp_path, datalist, "mims_cnn", seeds=(0,), overrides=["epochs=3"], notes=notes)
+    write_result(settings, settings.specs[0], 0, 0.9, 0.8, 0.7, iteration_s=0.2, memory_mib=10.0)
+    assert runner.compare(dataclasses.replace(settings, report_only=True)) == 0  # records the finished run
+    page = (tmp_path / "results" / "demo.md").read_text()
+    assert table(page, "Methods (the paper's Table 1)")[1][:2] == ["MIMS", "0.900"]
+    assert page.endswith("## Discussion\n\nMIMS beats *everything* here.\n\n| a | b |\n")
+    other = demo_settings(tmp_path, datalist, "mims_cnn", seeds=(0,), overrides=["epochs=4"], report_only=True)
+    assert runner.compare(other) == 0
+    assert "other settings" in capsys.readouterr().err
+    page = (tmp_path / "results" / "demo.md").read_text()
+    assert table(page, "Methods (the paper's Table 1)")[1][:2] == ["MIMS", "not run"]
+    assert "- Not counted: 1 record(s) of other settings than this page's" in page
+    with pytest.raises(ValueError, match="run records in the records folder were produced with other settings"):
+        demo_settings(tmp_path / "elsewhere", datalist, "mims_cnn", seeds=(0,), overrides=["epochs=4"],
+                      records_dir=tmp_path / "results" / "records")
+
+
+def test_a_page_declared_in_pages_json_is_the_one_written(tmp_path, datalist):
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "pages.json").write_text(json.dumps({"pages": [
+        {"page": "declared.md", "title": "Declared", "records": "demo", "seeds": [0],
+         "tables": [{"title": "Only", "methods": ["mims_cnn"]}]}]}))
+    settings = demo_settings(tmp_path, datalist, "mims_cnn", seeds=(0,), report_only=True)
+    assert runner.page_of(settings).page == "declared.md"
+    runner.compare(settings)
+    assert (tmp_path / "results" / "declared.md").read_text().startswith("# Declared\n")
+    assert not (tmp_path / "results" / "demo.md").exists()

@@ -63,7 +63,7 @@ def _write_result(settings, spec, seed, auroc):
         "spec": spec.canonical, "seed": seed, "settings": settings_key(settings), "test": {"auroc": auroc},
         "cost": {"num_parameters": 1000, "train_iteration_s_median": 0.1, "peak_rss_increase_mib": 10.0},
         "date": f"2026-01-0{seed + 1}T10:00:00+00:00", "device": "cpu",
-        "machine": {"cpu": "Test CPU", "usable_cores": 2, "logical_cores": 2},
+        "machine": {"cpu": "Test CPU", "usable_cores": 2, "logical_cores": 2}, "command": settings.command,
     }
     (folder / "result.json").write_text(json.dumps(result))
 
@@ -90,6 +90,7 @@ def test_options_reach_the_settings(cm, tmp_path, datalist):
     assert settings.overrides == {"epochs": 2, "image_size": [32, 32]} and settings.seeds == [4, 2]
     assert settings.specs[-1].canonical == "mims_cnn:top_k=3" and len(settings.specs) == 12
     assert (settings.output_root, settings.results_dir) == (tmp_path / "runs", tmp_path / "results")
+    assert settings.records_dir == tmp_path / "results" / "records"  # default: <results-dir>/records
     assert settings.notes == notes and settings.report_only and settings.fail_fast and settings.quiet
     assert re.fullmatch(r"python \S*compare_methods\.py --dataset-name demo .* --quiet", settings.command)
 
@@ -131,10 +132,13 @@ def test_report_only_writes_the_page_with_the_command(cm, tmp_path, datalist, ca
     argv = [*_common_args(tmp_path, datalist, "mi_pre_conv", seeds=("0",)), "--report-only"]
     assert cm.main(argv) == 0
     page = (tmp_path / "results" / "demo.md").read_text()
-    assert re.search(r"^- Command: `python \S*compare_methods\.py --dataset-name demo .* --report-only`$", page, re.M)
-    assert _table(page, "Methods (rows of the paper's Table 1)")[1][:2] == ["MI-Pre-Conv", "0.800 ± –"]
+    # the page names the command that produced the records (here the one of _settings, without --report-only)
+    assert re.search(r"^- Commands: `python \S*compare_methods\.py --dataset-name demo .* --seeds 0 --output-root "
+                     r"\S+ --results-dir \S+`$", page, re.M)
+    assert _table(page, "Methods (the paper's Table 1)")[1][:2] == ["MI-Pre-Conv", "0.800"]
     assert (tmp_path / "results" / "demo.png").read_bytes()[:8] == PNG_MAGIC
-    assert "report of 1 finished run(s)" in capsys.readouterr().out
+    assert (tmp_path / "results" / "records" / "demo" / "mi_pre_conv" / "seed0.json").is_file()
+    assert "page of 1 record(s)" in capsys.readouterr().out
 
 
 def test_a_failed_run_gives_exit_code_1(cm, tmp_path, datalist, monkeypatch, capsys):
@@ -152,7 +156,7 @@ def test_results_of_other_settings_are_refused_or_not_reported(cm, tmp_path, dat
     assert e.value.code == 2 and "produced with other settings" in capsys.readouterr().err
     assert cm.main([*argv, "--report-only"]) == 0
     assert "other settings" in capsys.readouterr().err
-    rows = _table((tmp_path / "results" / "demo.md").read_text(), "Methods (rows of the paper's Table 1)")
+    rows = _table((tmp_path / "results" / "demo.md").read_text(), "Methods (the paper's Table 1)")
     assert rows[1][:2] == ["MIMS", "not run"]
 
 
@@ -218,6 +222,14 @@ def test_end_to_end_two_specs_then_resumed(tiny_dataset, tmp_path):
                 "peak_rss_increase_mib", "auroc", "train_loss"} <= set(r.data.metrics)
         assert r.info.run_id == results[spec]["mlflow"]["run_id"]
 
+    for slug, result in zip(("mims_cnn", "mims_cnn__top_k-2"), results.values()):
+        record = json.loads((tmp_path / "results" / "records" / "tiny" / slug / "seed0.json").read_text())
+        assert record["test"] == result["test"] and "tracking_uri" not in json.dumps(record)
+        assert record["curves"]["epoch"] == [1] and len(record["curves"]["train_loss"]) == 1
+        assert "val_auroc" in record["curves"] and len(record["test_cases"]) == 4
+        assert all(isinstance(c[0], str) and "/" not in c[0] for c in record["test_cases"])
+        assert record["load"]["samples"] >= 2 and len(record["code"]["commit"]) == 40
+        assert "decision_threshold" in record
     page = (tmp_path / "results" / "tiny.md").read_text()
     assert [row[0] for row in _table(page, "MIL aggregation")[1:]] == ["MIMS", "MIMS (top_k=2)"]
     assert (tmp_path / "results" / "tiny.png").read_bytes()[:8] == PNG_MAGIC
