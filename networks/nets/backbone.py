@@ -45,7 +45,7 @@ class ResNetBackbone(nn.Module):
     2-D ResNet feature extractor for MIMS-CNN (Li et al., MICCAI 2019, arXiv:1907.02413: "primary
     features" from an ImageNet-pretrained ResNet-101 without its classification head)::
 
-        -- conv1 (7x7, /2) -- bn1 -- relu -- maxpool (/2) -- layer1 -- ... -- layer<feature_stage> --
+        -- conv1 (7x7, /2) -- bn1 -- relu -- [maxpool (/2)] -- layer1 -- ... -- layer<feature_stage> --
 
     Built from :class:`monai.networks.nets.ResNet` (2-D, shortcut "B" without bias, no FC head), whose
     parameter names equal torchvision's (``conv1``, ``bn1``, ``layer1..4`` with ``downsample.0/1``), so
@@ -53,21 +53,29 @@ class ResNetBackbone(nn.Module):
     ``feature_stage`` are deleted (set to ``None``), so they are neither computed nor stored, and the
     average pooling and FC layer are dropped.
 
+    Small inputs: ``max_pool=False`` drops the stem's max-pooling (MONAI's ``no_max_pool``), which halves
+    every stride, so the deepest stage sees a map twice as large in each direction (a 32 x 32 slice gives
+    8 x 8 at stage 2 instead of 4 x 4). The max-pooling has no parameters: the state dict, its key names and
+    the torchvision weights are the same either way.
+
     Args:
         in_channels: number of input image channels. With 1 channel an RGB checkpoint's ``conv1`` is summed
             over its input channels when loaded. Defaults to 3.
         depth: ResNet depth, one of 10, 18, 34, 50, 101 (the paper's), 152. Defaults to 18.
         feature_stage: the stage whose output is returned, 1..4 (``layer1``..``layer4``, strides 4, 8, 16,
-            32). Defaults to 4.
+            32; 2, 4, 8, 16 without the max-pooling). Defaults to 4.
         pretrained_weights: path of a torchvision-format ImageNet state dict, loaded strictly; ``None``
             keeps the random (Kaiming) initialisation. Defaults to ``None``.
         return_stages: the stages whose outputs :meth:`forward_stages` returns, increasing, each in
             ``1..feature_stage`` (e.g. ``(3, 4)`` for a feature pyramid over conv4_x and conv5_x).
             Defaults to ``(feature_stage,)``.
+        max_pool: whether the stem has its 3x3 stride-2 max-pooling (torchvision's and the paper's ResNet);
+            ``False`` halves the stride of every stage, for small inputs. Defaults to ``True``.
 
     Attributes:
         out_channels: channels of the returned feature map (``block_inplanes[stage] * block.expansion``).
-        stride: total down-sampling factor of the returned feature map (``2 ** (feature_stage + 1)``).
+        stride: total down-sampling factor of the returned feature map (``2 ** (feature_stage + 1)``, or
+            ``2 ** feature_stage`` without the max-pooling).
         return_stages: the validated ``return_stages`` as a list.
         stage_channels: channels of each of the ``return_stages`` outputs.
 
@@ -83,17 +91,23 @@ class ResNetBackbone(nn.Module):
         feature_stage: int = 4,
         pretrained_weights: str | None = None,
         return_stages: Sequence[int] | None = None,
+        max_pool: bool = True,
     ) -> None:
         super().__init__()
         if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
             raise ValueError(f"in_channels must be a positive integer, got {in_channels!r}.")
         block, layers = look_up_option(depth, RESNET_LAYOUTS)
         feature_stage = look_up_option(feature_stage, FEATURE_STAGES)
+        if not isinstance(max_pool, bool):
+            raise ValueError(f"max_pool must be True or False, got {max_pool!r}.")
         self.in_channels = in_channels
         self.depth = depth
         self.feature_stage = feature_stage
+        self.max_pool = max_pool
         self.out_channels = BLOCK_INPLANES[feature_stage - 1] * block.expansion
-        self.stride = 2 ** (feature_stage + 1)
+        #: stride-2 steps before the stage-1 output: conv1, and the max-pooling when there is one
+        self._stem_halvings: int = 2 if max_pool else 1
+        self.stride = 2 ** (feature_stage + self._stem_halvings - 1)
         stages = [feature_stage] if return_stages is None else list(return_stages)
         if (
             len(stages) == 0
@@ -117,11 +131,14 @@ class ResNetBackbone(nn.Module):
             shortcut_type="B",
             bias_downsample=False,
             feed_forward=False,
+            no_max_pool=not max_pool,
         )
         self.conv1 = net.conv1
         self.bn1 = net.bn1
         self.act = net.act
-        self.maxpool = net.maxpool
+        # MONAI's ResNet keeps its maxpool module with no_max_pool and skips it in its forward; the stage-wise
+        # forward here calls the module, so without the max-pooling it is an Identity (no parameters either way)
+        self.maxpool = nn.Identity() if net.no_max_pool else net.maxpool
         self.layer1 = net.layer1
         self.layer2 = net.layer2 if feature_stage >= 2 else None
         self.layer3 = net.layer3 if feature_stage >= 3 else None
@@ -136,21 +153,23 @@ class ResNetBackbone(nn.Module):
     def output_size(self, height: int, width: int) -> Tuple[int, int]:
         """
         Spatial size of the returned feature map for an input of ``height x width``: every one of the
-        ``feature_stage + 1`` stride-2 steps maps ``n`` to ``(n - 1) // 2 + 1`` (i.e. ``ceil(n / 2)``).
+        ``feature_stage + 1`` stride-2 steps (``feature_stage`` without the max-pooling) maps ``n`` to
+        ``(n - 1) // 2 + 1`` (i.e. ``ceil(n / 2)``).
         """
-        for _ in range(self.feature_stage + 1):
+        for _ in range(self.feature_stage + self._stem_halvings - 1):
             height = (height - 1) // 2 + 1
             width = (width - 1) // 2 + 1
         return height, width
 
     @torch.jit.export
     def stage_output_sizes(self, height: int, width: int) -> List[Tuple[int, int]]:
-        """Spatial size of each :meth:`forward_stages` output (stage ``s`` has stride ``2 ** (s + 1)``)."""
+        """Spatial size of each :meth:`forward_stages` output (stage ``s`` has stride ``2 ** (s + 1)``, or
+        ``2 ** s`` without the max-pooling)."""
         sizes: List[Tuple[int, int]] = []
         for stage in range(1, self.feature_stage + 1):
-            if stage == 1:
-                height, width = (height - 1) // 2 + 1, (width - 1) // 2 + 1  # conv1 /2, then maxpool /2 below
-            height, width = (height - 1) // 2 + 1, (width - 1) // 2 + 1
+            # stage 1: conv1 /2 and the max-pooling /2 (when there is one); every later stage: /2
+            for _ in range(self._stem_halvings if stage == 1 else 1):
+                height, width = (height - 1) // 2 + 1, (width - 1) // 2 + 1
             if stage in self.return_stages:
                 sizes.append((height, width))
         return sizes
@@ -285,5 +304,6 @@ class ResNetBackbone(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"depth={self.depth}, in_channels={self.in_channels}, feature_stage={self.feature_stage}, "
-            f"out_channels={self.out_channels}, stride={self.stride}, return_stages={tuple(self.return_stages)}"
+            f"out_channels={self.out_channels}, stride={self.stride}, return_stages={tuple(self.return_stages)}, "
+            f"max_pool={self.max_pool}"
         )

@@ -31,13 +31,16 @@ _COMMON_ARGS = """
         in_channels: channels of every slice. Defaults to 1.
         num_classes: number of output logits. Defaults to 2.
         backbone_depth: ResNet depth, one of 10, 18, 34, 50, 101 (the paper's), 152. Defaults to 18.
-        feature_stage: deepest backbone stage used, 1..4 (strides 4, 8, 16, 32). Defaults to 4.
+        feature_stage: deepest backbone stage used, 1..4 (strides 4, 8, 16, 32; half without the max-pooling).
+            Defaults to 4.
         k: activations pooled per channel by top-k pooling. Defaults to 5.
         pretrained_weights: torchvision-format ImageNet state dict for the backbone, or ``None``. Defaults to ``None``.
         input_scales: image-pyramid factors applied before the backbone. Defaults to ``(1.0,)``.
         pooling: ``"topk"`` or ``"mean"``. Defaults to ``"topk"``.
         instance_aggregation: ``"none"`` (bag embedding), ``"mean"`` (average slice predictions, "patchcls")
-            or ``"max"`` (max-inst). Defaults to ``"none"``."""
+            or ``"max"`` (max-inst). Defaults to ``"none"``.
+        backbone_max_pool: whether the backbone's stem has its max-pooling; ``False`` halves every stride, for
+            small slices. Defaults to ``True``."""
 
 
 class MIPre(MILNet):
@@ -65,8 +68,11 @@ class MIPre(MILNet):
         pooling: str = "topk",
         instance_aggregation: str = "none",
         magnitude_norm: bool = False,
+        backbone_max_pool: bool = True,
     ) -> None:
-        backbone = ResNetBackbone(in_channels, backbone_depth, feature_stage, pretrained_weights)
+        backbone = ResNetBackbone(
+            in_channels, backbone_depth, feature_stage, pretrained_weights, max_pool=backbone_max_pool
+        )
         super().__init__(
             backbone,
             [IdentityHead(backbone.out_channels)],
@@ -107,8 +113,11 @@ class MIPreConv(MILNet):
         instance_aggregation: str = "none",
         out_channels: int = 18,
         kernel_size: int = 3,
+        backbone_max_pool: bool = True,
     ) -> None:
-        backbone = ResNetBackbone(in_channels, backbone_depth, feature_stage, pretrained_weights)
+        backbone = ResNetBackbone(
+            in_channels, backbone_depth, feature_stage, pretrained_weights, max_pool=backbone_max_pool
+        )
         conv = MSConv(backbone.out_channels, kernel_groups={kernel_size: out_channels}, scales=(1.0,))
         super().__init__(
             backbone,
@@ -149,8 +158,11 @@ class MIPreTrident(MILNet):
         out_channels: int = 18,
         kernel_size: int = 3,
         dilations: Sequence[int] = (1, 2, 3),
+        backbone_max_pool: bool = True,
     ) -> None:
-        backbone = ResNetBackbone(in_channels, backbone_depth, feature_stage, pretrained_weights)
+        backbone = ResNetBackbone(
+            in_channels, backbone_depth, feature_stage, pretrained_weights, max_pool=backbone_max_pool
+        )
         trident = TridentConv(backbone.out_channels, out_channels, kernel_size=kernel_size, dilations=dilations)
         super().__init__(
             backbone,
@@ -198,6 +210,7 @@ class FeatPyra(MILNet):
         instance_aggregation: str = "none",
         out_channels: int = 18,
         kernel_size: int = 3,
+        backbone_max_pool: bool = True,
     ) -> None:
         if isinstance(feature_stage, bool) or not isinstance(feature_stage, int) or feature_stage < 2:
             raise ValueError(f"FeatPyra needs feature_stage >= 2 (two stages to combine), got {feature_stage!r}.")
@@ -207,6 +220,7 @@ class FeatPyra(MILNet):
             feature_stage,
             pretrained_weights,
             return_stages=(feature_stage - 1, feature_stage),
+            max_pool=backbone_max_pool,
         )
         convs = [MSConv(c, kernel_groups={kernel_size: out_channels}, scales=(1.0,)) for c in backbone.stage_channels]
         super().__init__(
@@ -230,7 +244,8 @@ def featpyra_name(feature_stage: int) -> str:
 
 class ResNet34Scratch(MIPre):
     """
-    ResNet34-scratch: MI-Pre with a full ResNet-34 (stage 4, stride 32) that is never pretrained::
+    ResNet34-scratch: MI-Pre with a full ResNet-34 (stage 4, stride 32; 16 without the max-pooling) that is
+    never pretrained::
 
         -- ResNet-34 (random init) -- TopKPool -- Linear --
 
@@ -238,10 +253,20 @@ class ResNet34Scratch(MIPre):
         in_channels: channels of every slice. Defaults to 1.
         num_classes: number of output logits. Defaults to 2.
         k: activations pooled per channel. Defaults to 5.
+        backbone_max_pool: whether the backbone's stem has its max-pooling; ``False`` halves every stride, for
+            small slices. Defaults to ``True``.
     """
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 2, k: int = 5) -> None:
-        super().__init__(in_channels, num_classes, backbone_depth=34, feature_stage=4, k=k, pretrained_weights=None)
+    def __init__(self, in_channels: int = 1, num_classes: int = 2, k: int = 5, backbone_max_pool: bool = True) -> None:
+        super().__init__(
+            in_channels,
+            num_classes,
+            backbone_depth=34,
+            feature_stage=4,
+            k=k,
+            pretrained_weights=None,
+            backbone_max_pool=backbone_max_pool,
+        )
 
 
 for _cls in (MIPre, MIPreConv, MIPreTrident, FeatPyra):

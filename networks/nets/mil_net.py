@@ -88,12 +88,14 @@ class MILNet(BagNetwork):
           input-pyramid level) has fewer than :data:`MIN_BRANCH_MAP_SIZE` (4) rows or columns.
 
     The message (:meth:`small_map_message`) names the network, the slice size, the offending maps and the
-    smallest square slice that passes, and suggests a larger ``image_size``, a shallower ``feature_stage`` or
-    milder down-scalings. The check runs at the first forward (any method that computes maps) for each slice
-    size, once per size per network instance: the sizes already warned about are kept in a plain Python set
-    (``_warned_sizes``), which changes nothing but whether the warning repeats (no output, parameter or
-    buffer depends on it; it is not in the state dict). It runs in eager mode only: a scripted or traced
-    network skips it.
+    smallest square slice that passes with this network (its backbone as it is, with or without the stem's
+    max-pooling), and suggests a larger ``image_size``, a shallower ``feature_stage``, a backbone without its
+    stem max-pooling (``backbone_max_pool=False`` of the networks and the configs, ``max_pool=False`` of
+    :class:`ResNetBackbone`: it halves every stride) or milder down-scalings. The check runs at the first
+    forward (any method that computes maps) for each slice size, once per size per network instance: the sizes
+    already warned about are kept in a plain Python set (``_warned_sizes``), which changes nothing but whether
+    the warning repeats (no output, parameter or buffer depends on it; it is not in the state dict). It runs in
+    eager mode only: a scripted or traced network skips it.
 
     Feature layout (:meth:`instance_features`): ``[B, C, L]``, branch-major, with branch ``i`` of size
     ``(h_i, w_i)`` (see :meth:`feature_map_sizes`, which lists branches in the order input scale, stage,
@@ -251,6 +253,8 @@ class MILNet(BagNetwork):
         fixes = [larger]
         if stage > 1:
             fixes.append(f"a shallower feature_stage (now {stage})")
+        if self.backbone.max_pool:
+            fixes.append("a backbone without its stem max-pooling (backbone_max_pool=False halves every stride)")
         fixes.append("milder down-scalings (MSConv scales, input_scales)")
         return (
             f"{self.network_name} on {height}x{width} slices: " + ", and ".join(problems) + "; the MIL head sees a "

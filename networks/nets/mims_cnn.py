@@ -68,7 +68,8 @@ class MIMSCNN(MILNet):
         in_channels: channels of every slice. Defaults to 1.
         num_classes: number of output logits. Defaults to 2.
         backbone_depth: ResNet depth, one of 10, 18, 34, 50, 101 (the paper's), 152. Defaults to 18.
-        feature_stage: backbone stage that feeds MSConv, 1..4 (strides 4, 8, 16, 32). Defaults to 4.
+        feature_stage: backbone stage that feeds MSConv, 1..4 (strides 4, 8, 16, 32; half without the
+            max-pooling). Defaults to 4.
         kernel_groups: MSConv ``{kernel size: output channels}`` (int or str keys). Defaults to
             ``{2: 8, 3: 10}`` (the paper's OCT configuration).
         scales: MSConv resizing factors in ``[0.25, 2]``. Defaults to ``(0.5, 0.75, 1.0)``.
@@ -80,6 +81,8 @@ class MIMSCNN(MILNet):
         pooling: ``"topk"`` or ``"mean"``. Defaults to ``"topk"``.
         instance_aggregation: ``"none"`` (one embedding per bag, MIMS-CNN), ``"mean"`` or ``"max"`` (classify
             every slice, aggregate the slice predictions). Defaults to ``"none"``.
+        backbone_max_pool: whether the backbone's stem has its max-pooling (the paper's ResNet); ``False``
+            halves every stride, for small slices (:class:`ResNetBackbone`'s ``max_pool``). Defaults to ``True``.
 
     Raises:
         ValueError: for invalid arguments (raised by the sub-blocks that own them).
@@ -99,12 +102,14 @@ class MIMSCNN(MILNet):
         input_scales: Sequence[float] = (1.0,),
         pooling: str = "topk",
         instance_aggregation: str = "none",
+        backbone_max_pool: bool = True,
     ) -> None:
         backbone = ResNetBackbone(
             in_channels=in_channels,
             depth=backbone_depth,
             feature_stage=feature_stage,
             pretrained_weights=pretrained_weights,
+            max_pool=backbone_max_pool,
         )
         msconv = MSConv(backbone.out_channels, kernel_groups=kernel_groups, scales=scales, mode=resize_mode)
         super().__init__(

@@ -21,6 +21,16 @@ SHAPE_CASES = [
     (3, 50, 2, (32, 32), 512, 8, (4, 4)),  # bottleneck: width from the block expansion
 ]
 
+# without the stem's max-pooling: (in_channels, depth, feature_stage, input size, out_channels, stride, output size,
+# every stage's output size)
+NO_MAX_POOL_CASES = [
+    (1, 10, 2, (32, 32), 128, 4, (8, 8), [(16, 16), (8, 8)]),  # the small-slice setting: 8x8 instead of 4x4
+    (1, 10, 4, (32, 32), 512, 16, (2, 2), [(16, 16), (8, 8), (4, 4), (2, 2)]),
+    (3, 18, 1, (64, 96), 64, 2, (32, 48), [(32, 48)]),
+    (3, 10, 3, (33, 47), 256, 8, (5, 6), [(17, 24), (9, 12), (5, 6)]),  # odd sizes: ceil at every stride-2 step
+    (1, 50, 2, (32, 32), 512, 4, (8, 8), [(16, 16), (8, 8)]),  # bottleneck
+]
+
 
 def torchvision_resnet_keys(depth: int) -> set[str]:
     """torchvision's ``resnet<depth>().state_dict()`` key names, written from its architecture."""
@@ -48,6 +58,35 @@ def test_shapes(in_channels, depth, stage, size, out_channels, stride, out_size)
     y = backbone(torch.randn(2, in_channels, *size))
     assert y.shape == (2, out_channels, *out_size)
     assert backbone.output_size(*size) == out_size
+
+
+@pytest.mark.parametrize(
+    "in_channels, depth, stage, size, out_channels, stride, out_size, stage_sizes", NO_MAX_POOL_CASES
+)
+def test_shapes_without_max_pool(in_channels, depth, stage, size, out_channels, stride, out_size, stage_sizes):
+    backbone = ResNetBackbone(in_channels, depth, stage, return_stages=range(1, stage + 1), max_pool=False)
+    assert backbone.out_channels == out_channels and backbone.stride == stride and not backbone.max_pool
+    assert isinstance(backbone.maxpool, torch.nn.Identity)
+    x = torch.randn(2, in_channels, *size)
+    with torch.no_grad():
+        assert backbone(x).shape == (2, out_channels, *out_size)
+        assert [tuple(o.shape[2:]) for o in backbone.forward_stages(x)] == stage_sizes
+    assert backbone.output_size(*size) == out_size
+    assert backbone.stage_output_sizes(*size) == stage_sizes
+    # the same backbone with the max-pooling: every map is that of an input twice as large without it
+    with_pool = ResNetBackbone(in_channels, depth, stage, return_stages=range(1, stage + 1))
+    assert with_pool.stride == 2 * stride
+    assert with_pool.stage_output_sizes(2 * size[0], 2 * size[1]) == stage_sizes
+
+
+@pytest.mark.parametrize("depth", [10, 50])
+def test_max_pool_changes_no_parameter(depth):
+    with_pool, without = ResNetBackbone(depth=depth), ResNetBackbone(depth=depth, max_pool=False)
+    assert {k: v.shape for k, v in with_pool.state_dict().items()} == {
+        k: v.shape for k, v in without.state_dict().items()
+    }
+    without.load_state_dict(with_pool.state_dict(), strict=True)  # checkpoints move between the two settings
+    assert "max_pool=False" in repr(without) and "max_pool=True" in repr(with_pool)
 
 
 @pytest.mark.parametrize("stage", [1, 2, 3, 4])
@@ -89,6 +128,18 @@ def test_exact_load_gives_equal_outputs(checkpoint, resnet_features, stage, capl
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(backbone(x), resnet_features(net, x, stage))
+
+
+@pytest.mark.parametrize("stage", [4, 2])
+def test_exact_load_without_max_pool(checkpoint, stage):
+    net, path = checkpoint
+    backbone = ResNetBackbone(3, 10, stage, pretrained_weights=str(path), max_pool=False).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = net.act(net.bn1(net.conv1(x)))  # the reference's own modules, its max-pooling skipped
+        for i in range(1, stage + 1):
+            expected = getattr(net, f"layer{i}")(expected)
+        torch.testing.assert_close(backbone(x), expected)
 
 
 def test_one_channel_adaptation_equals_rgb_replication(checkpoint, resnet_features, caplog):
@@ -176,16 +227,30 @@ def test_random_init_is_logged(caplog):
     assert "no pretrained weights given: ResNet-10 backbone randomly initialised" in caplog.text
 
 
-def test_torchscript_round_trip(round_trip):
-    backbone = ResNetBackbone(in_channels=1, depth=10, feature_stage=3).eval()
+@pytest.mark.parametrize("max_pool, out_size", [(True, (2, 2)), (False, (4, 4))])
+def test_torchscript_round_trip(round_trip, max_pool, out_size):
+    backbone = ResNetBackbone(in_channels=1, depth=10, feature_stage=3, return_stages=(2, 3), max_pool=max_pool).eval()
     x = torch.randn(2, 1, 32, 32)
     scripted = round_trip(backbone)
-    torch.testing.assert_close(scripted(x), backbone(x))
-    assert scripted.output_size(32, 32) == (2, 2)
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(x), backbone(x))
+        for ours, theirs in zip(scripted.forward_stages(x), backbone.forward_stages(x)):
+            torch.testing.assert_close(ours, theirs)
+    assert scripted.output_size(32, 32) == backbone.output_size(32, 32) == out_size
+    assert scripted.stage_output_sizes(45, 61) == backbone.stage_output_sizes(45, 61)
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"depth": 20}, {"depth": "18"}, {"feature_stage": 0}, {"feature_stage": 5}, {"in_channels": 0}]
+    "kwargs",
+    [
+        {"depth": 20},
+        {"depth": "18"},
+        {"feature_stage": 0},
+        {"feature_stage": 5},
+        {"in_channels": 0},
+        {"max_pool": "false"},
+        {"max_pool": 0},
+    ],
 )
 def test_invalid_arguments(kwargs):
     with pytest.raises(ValueError):

@@ -165,6 +165,51 @@ def test_arguments_reach_their_blocks(cls, kwargs, check):
     assert check(cls(**{**SMALL, **kwargs}))
 
 
+# every network that builds a backbone, without the stem's max-pooling, on 32x32 slices:
+# (class, constructor arguments, exact branch sizes)
+SMALL_INPUT_CASES = [
+    (MIMSCNN, SMALL, [(4, 4), (6, 6), (8, 8)]),  # stride 4: 8x8 at scale 1, 4x4 at its 1/2 scale
+    (MIMSCNN, {**SMALL, "scales": (1.0,), "input_scales": (0.5, 1.0)}, [(4, 4), (8, 8)]),
+    (MIPre, SMALL, [(8, 8)]),
+    (MIPreConv, SMALL, [(8, 8)]),
+    (MIPreTrident, SMALL, [(8, 8), (8, 8), (8, 8)]),
+    (FeatPyra, SMALL, [(16, 16), (8, 8)]),
+    (ResNet34Scratch, {"in_channels": 1, "num_classes": 3}, [(2, 2)]),  # stride 16
+]
+SMALL_INPUT_IDS = ["mims_cnn", "pyramid_mims", "mi_pre", "mi_pre_conv", "mi_pre_trident", "featpyra", "resnet34"]
+
+
+@pytest.mark.parametrize("cls, kwargs, sizes", SMALL_INPUT_CASES, ids=SMALL_INPUT_IDS)
+def test_backbone_max_pool_reaches_the_backbone(cls, kwargs, sizes, round_trip):
+    torch.manual_seed(0)
+    net = cls(**kwargs, backbone_max_pool=False)
+    default = cls(**kwargs)
+    assert net.backbone.max_pool is False and default.backbone.max_pool is True
+    assert net.backbone.stride * 2 == default.backbone.stride
+    assert isinstance(net.backbone.maxpool, torch.nn.Identity)
+    assert list(net.state_dict()) == list(default.state_dict())  # same parameters: checkpoints are interchangeable
+    assert net.feature_map_sizes(32, 32) == sizes == default.feature_map_sizes(64, 64)
+    x = torch.randn(2, 3, 1, 32, 32)
+    mask = torch.tensor([[True, True, True], [True, False, False]])
+    with eval_mode(net), torch.no_grad():
+        maps = net.instance_maps(x)
+        assert [tuple(m.shape[3:]) for m in maps] == sizes
+        assert net(x, mask).shape == (2, 3)
+        scripted = round_trip(net)
+        torch.testing.assert_close(scripted(x, mask), net(x, mask))
+        torch.testing.assert_close(scripted.instance_features(x, mask), net.instance_features(x, mask))
+        assert scripted.feature_map_sizes(32, 32) == sizes
+
+
+@pytest.mark.parametrize("cls, kwargs, sizes", SMALL_INPUT_CASES, ids=SMALL_INPUT_IDS)
+def test_every_parameter_gets_a_gradient_without_max_pool(cls, kwargs, sizes):
+    torch.manual_seed(0)
+    net = cls(**kwargs, backbone_max_pool=False).train()
+    torch.nn.functional.cross_entropy(net(torch.randn(2, 3, 1, 32, 32)), torch.tensor([0, 2])).backward()
+    missing = [n for n, p in net.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
+    assert not missing, f"{cls.__name__}: no gradient for {missing}"
+
+
 def test_resnet34_scratch_is_a_full_random_resnet34():
     net = _build("resnet34_scratch")
     assert net.backbone.depth == 34 and net.backbone.feature_stage == 4 and net.out_channels == 512

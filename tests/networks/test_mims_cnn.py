@@ -169,6 +169,8 @@ def test_eval_is_deterministic_and_stateless():
         ({"k": 3}, lambda n: n.pool.k == 3 and n.pool.weight_logits.shape == (3,)),
         ({"resize_mode": "nearest"}, lambda n: n.heads[0].mode == "nearest"),
         ({"num_classes": 5}, lambda n: n.classifier.out_features == 5),
+        ({"backbone_max_pool": False}, lambda n: not n.backbone.max_pool and n.backbone.stride == 16),
+        ({}, lambda n: n.backbone.max_pool and n.backbone.stride == 32),  # the default keeps the paper's stem
     ],
 )
 def test_arguments_reach_sub_blocks(kwargs, check):

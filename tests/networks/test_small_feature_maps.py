@@ -28,6 +28,8 @@ ADVICE = (
     "; the MIL head sees a degenerate map (the paper's setting: at least 8x8 at scale 1, so that the 1/2 scale is "
     "at least 4x4). "
 )
+#: the remedy the message suggests while the backbone has its stem max-pooling
+NO_MAX_POOL = "a backbone without its stem max-pooling (backbone_max_pool=False halves every stride)"
 
 # (network factory, slice size (H, W), expected message: None = no warning)
 MESSAGE_CASES = [
@@ -42,41 +44,63 @@ MESSAGE_CASES = [
         "MIMSCNN on 32x32 slices: its scale-1 map (stage 2 = conv3_x, stride 8) is 4x4, below 8x8, and its "
         "smallest branch (input scale 1, stage 2 (conv3_x), MSConv scale 0.5) is 2x2, below 4x4 (2 of 3 branches "
         "are)" + ADVICE + "Use a larger image_size (slices of at least 57x57 pass), a shallower feature_stage "
-        "(now 2) or milder down-scalings (MSConv scales, input_scales).",
+        "(now 2), " + NO_MAX_POOL + " or milder down-scalings (MSConv scales, input_scales).",
     ),
     (
         lambda: MIMSCNN(1, 2, 10, 2),
         (56, 96),
         "MIMSCNN on 56x96 slices: its scale-1 map (stage 2 = conv3_x, stride 8) is 7x12, below 8x8" + ADVICE
-        + "Use a larger image_size (slices of at least 57x57 pass), a shallower feature_stage (now 2) or milder "
-        "down-scalings (MSConv scales, input_scales).",
+        + "Use a larger image_size (slices of at least 57x57 pass), a shallower feature_stage (now 2), "
+        + NO_MAX_POOL + " or milder down-scalings (MSConv scales, input_scales).",
     ),
     (
         lambda: MIMSCNN(1, 2, 10, 2, scales=(0.25, 1.0)),
         (64, 96),
         "MIMSCNN on 64x96 slices: its smallest branch (input scale 1, stage 2 (conv3_x), MSConv scale 0.25) is 2x3, "
         "below 4x4" + ADVICE + "Use a larger image_size (slices of at least 105x105 pass), a shallower "
-        "feature_stage (now 2) or milder down-scalings (MSConv scales, input_scales).",
+        "feature_stage (now 2), " + NO_MAX_POOL + " or milder down-scalings (MSConv scales, input_scales).",
     ),
     (
         lambda: FeatPyra(1, 2, 10, 3),
         (64, 96),
         "FeatPyra-3,4 on 64x96 slices: its scale-1 map (stage 3 = conv4_x, stride 16) is 4x6, below 8x8" + ADVICE
-        + "Use a larger image_size (slices of at least 113x113 pass), a shallower feature_stage (now 3) or milder "
-        "down-scalings (MSConv scales, input_scales).",
+        + "Use a larger image_size (slices of at least 113x113 pass), a shallower feature_stage (now 3), "
+        + NO_MAX_POOL + " or milder down-scalings (MSConv scales, input_scales).",
     ),
     (
         lambda: MIPre(1, 2, 10, 1, input_scales=(0.25, 1.0)),
         (32, 32),
         "MIPre on 32x32 slices: its smallest branch (input scale 0.25, stage 1 (conv2_x), no head) is 2x2, below "
-        "4x4" + ADVICE + "Use a larger image_size (slices of at least 50x50 pass) or milder down-scalings "
-        "(MSConv scales, input_scales).",
+        "4x4" + ADVICE + "Use a larger image_size (slices of at least 50x50 pass), " + NO_MAX_POOL
+        + " or milder down-scalings (MSConv scales, input_scales).",
     ),
     (
         lambda: MIPreTrident(1, 2, 10, 2),
         (32, 48),
         "MIPreTrident on 32x48 slices: its scale-1 map (stage 2 = conv3_x, stride 8) is 4x6, below 8x8" + ADVICE
-        + "Use a larger image_size (slices of at least 57x57 pass), a shallower feature_stage (now 2) or milder "
+        + "Use a larger image_size (slices of at least 57x57 pass), a shallower feature_stage (now 2), "
+        + NO_MAX_POOL + " or milder down-scalings (MSConv scales, input_scales).",
+    ),
+    # without the stem's max-pooling every stride halves: 32x32 slices give the 8x8 / 4x4 maps that 57x57 needed
+    (lambda: MIMSCNN(1, 2, 10, 2, backbone_max_pool=False), (32, 32), None),  # 4x4, 6x6, 8x8
+    (lambda: MIMSCNN(1, 2, 10, 2, backbone_max_pool=False), (64, 96), None),  # 8x12, 12x18, 16x24
+    (lambda: FeatPyra(1, 2, 10, 2, backbone_max_pool=False), (32, 32), None),  # levels 16x16 and 8x8
+    (lambda: ResNet34Scratch(1, 2, backbone_max_pool=False), (128, 128), None),  # stride 16: 8x8
+    (
+        # the smallest square that passes is this backbone's (29x29 without the max-pooling, not 57x57), and the
+        # option is no longer suggested
+        lambda: MIMSCNN(1, 2, 10, 2, backbone_max_pool=False),
+        (24, 40),
+        "MIMSCNN on 24x40 slices: its scale-1 map (stage 2 = conv3_x, stride 4) is 6x10, below 8x8, and its "
+        "smallest branch (input scale 1, stage 2 (conv3_x), MSConv scale 0.5) is 3x5, below 4x4" + ADVICE
+        + "Use a larger image_size (slices of at least 29x29 pass), a shallower feature_stage (now 2) or milder "
+        "down-scalings (MSConv scales, input_scales).",
+    ),
+    (
+        lambda: ResNet34Scratch(1, 2, backbone_max_pool=False),
+        (64, 96),
+        "ResNet34Scratch on 64x96 slices: its scale-1 map (stage 4 = conv5_x, stride 16) is 4x6, below 8x8" + ADVICE
+        + "Use a larger image_size (slices of at least 113x113 pass), a shallower feature_stage (now 4) or milder "
         "down-scalings (MSConv scales, input_scales).",
     ),
 ]
@@ -112,6 +136,7 @@ def test_default_bundle_geometry_does_not_warn():
         config["feature_stage"],
         kernel_groups=config["kernel_groups"],
         scales=config["scales"],
+        backbone_max_pool=config["backbone_max_pool"],
     )
     assert net.feature_map_sizes(*config["image_size"]) == [(4, 6), (6, 9), (8, 12)]
     assert net.small_map_message(*config["image_size"]) is None
@@ -224,3 +249,14 @@ def test_branch_names(factory, expected):
     net = factory()
     assert net.branch_names() == expected
     assert len(net.branch_names()) == len(net.feature_map_sizes(64, 64)) == net.num_branches
+
+
+@pytest.mark.parametrize("max_pool", [True, False])
+def test_every_method_config_passes_backbone_max_pool(max_pool):
+    from bundle.config import build_network
+    from bundle.methods import METHODS, method_config
+
+    overrides = {} if max_pool else {"backbone_max_pool": False}
+    for name in METHODS:
+        net, _ = build_network([COMMON, method_config(name)], overrides)
+        assert net.backbone.max_pool is max_pool, name

@@ -88,6 +88,19 @@ def test_loads_torchvision_layout_strictly(checkpoints, arch, feature_stage, in_
     torch.testing.assert_close(backbone.get_submodule(f"layer{feature_stage}")[0].bn1.running_var, source[last])
 
 
+@pytest.mark.parametrize("arch", ["resnet18", "resnet50"])  # basic and bottleneck blocks
+def test_loads_torchvision_layout_without_max_pool(checkpoints, arch):
+    # the stem's max-pooling has no parameters: the same file loads, strictly, into the small-input backbone
+    path = checkpoints(arch)
+    with_pool = ResNetBackbone(in_channels=1, depth=ARCHS[arch], feature_stage=2)
+    without = ResNetBackbone(in_channels=1, depth=ARCHS[arch], feature_stage=2, max_pool=False)
+    with_pool.load_torchvision_weights(str(path))
+    without.load_torchvision_weights(str(path))
+    theirs = without.state_dict()
+    assert list(theirs) == list(with_pool.state_dict())
+    assert all(torch.equal(value, theirs[key]) for key, value in with_pool.state_dict().items())
+
+
 BREAKS = [
     ("missing", lambda sd: sd.pop("layer1.0.bn1.running_var"), "missing keys [layer1.0.bn1.running_var]"),
     (
