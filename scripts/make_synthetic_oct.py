@@ -7,6 +7,7 @@ Example::
     python scripts/make_synthetic_oct.py --out data/synthetic_oct
     python scripts/make_synthetic_oct.py --out /tmp/tiny --num-train 8 --num-val 4 --num-test 4 \\
         --shape 64 96 16 --central-slices 8
+    python scripts/make_synthetic_oct.py --out data/synthetic_oct_hard --preset hard --num-lesions 1 1
 """
 
 from __future__ import annotations
@@ -16,20 +17,41 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bundle.data.datalist_writer import run_datalist_command
-from bundle.data.synthetic_oct import DEFAULT_SHAPE, SyntheticOCTConfig, make_synthetic_oct_dataset
+from bundle.data.synthetic_oct import DEFAULT_SHAPE, PRESETS, make_synthetic_oct_dataset, preset_config
 
 __all__ = ["build_parser", "main"]
+
+#: the options that set a SyntheticOCTConfig field (argparse destination = field name)
+CONFIG_OPTIONS = (
+    "num_lesions",
+    "lesion_radius",
+    "lesion_slices",
+    "lesion_darkening",
+    "central_slices",
+    "num_confounders",
+    "num_vessels",
+)
+
+
+def _preset_values(field: str) -> str:
+    """``"per preset: default 1 3, hard 1 2"``: the value of ``field`` in every preset, for --help."""
+    values = []
+    for name in PRESETS:
+        value = getattr(preset_config(name), field)
+        values.append(f"{name} {' '.join(map(str, value)) if isinstance(value, tuple) else value}")
+    return "per preset: " + ", ".join(values)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of this script."""
-    d = SyntheticOCTConfig()
     p = argparse.ArgumentParser(
         description=(
             "Write synthetic OCT-like volumes [H, W, D] (depth, lateral, B-scan; slice_axis = 2) as "
             "OUT/images/case_XXXX.nii.gz, their lesion masks as OUT/masks/case_XXXX.nii.gz and a MONAI "
             "decathlon-style OUT/datalist.json with 'training', 'validation' and 'test' lists. Label 1 "
-            "volumes contain small dark cysts near the central B-scans, label 0 volumes none."
+            "volumes contain small dark cysts near the central B-scans, label 0 volumes none. --preset picks "
+            "named generator settings; the lesion and confounder options below override the preset's values "
+            "(their defaults are the preset's, listed per preset)."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -44,28 +66,40 @@ def build_parser() -> argparse.ArgumentParser:
         help="volume shape: depth rows, lateral columns, number of B-scans (H, W >= 32)",
     )
     p.add_argument(
-        "--num-lesions", type=int, nargs=2, metavar=("MIN", "MAX"), default=list(d.num_lesions),
-        help="number of cysts in a positive volume",
+        "--preset", choices=list(PRESETS), default="default",
+        help="named generator settings: 'default' (the demo's data) or 'hard' (fewer, smaller, fainter cysts "
+        "spread over more B-scans; provisional values, listed with each option below); recorded in datalist.json",
+    )
+    # the preset's fields: absent from the namespace unless given, so that only explicit options override it
+    pair = {"nargs": 2, "metavar": ("MIN", "MAX"), "default": argparse.SUPPRESS}
+    p.add_argument(
+        "--num-lesions", type=int, **pair,
+        help=f"number of cysts in a positive volume ({_preset_values('num_lesions')})",
     )
     p.add_argument(
-        "--lesion-radius", type=float, nargs=2, metavar=("MIN", "MAX"), default=list(d.lesion_radius),
-        help="in-plane semi-axes of a cyst in pixels",
+        "--lesion-radius", type=float, **pair,
+        help=f"in-plane semi-axes of a cyst in pixels ({_preset_values('lesion_radius')})",
     )
     p.add_argument(
-        "--lesion-slices", type=int, nargs=2, metavar=("MIN", "MAX"), default=list(d.lesion_slices),
-        help="number of consecutive B-scans a cyst spans",
+        "--lesion-slices", type=int, **pair,
+        help=f"number of consecutive B-scans a cyst spans ({_preset_values('lesion_slices')})",
     )
     p.add_argument(
-        "--central-slices", type=int, default=d.central_slices,
-        help="cysts lie within this many central B-scans (clipped to D)",
+        "--lesion-darkening", type=float, **pair,
+        help="how far a cyst is pulled towards the vitreous darkness, 0..1 with 1 black "
+        f"({_preset_values('lesion_darkening')})",
     )
     p.add_argument(
-        "--num-confounders", type=int, nargs=2, metavar=("MIN", "MAX"), default=list(d.num_confounders),
-        help="faint small dark speckle clusters per volume, in both classes",
+        "--central-slices", type=int, default=argparse.SUPPRESS,
+        help=f"cysts lie within this many central B-scans, clipped to D ({_preset_values('central_slices')})",
     )
     p.add_argument(
-        "--num-vessels", type=int, nargs=2, metavar=("MIN", "MAX"), default=list(d.num_vessels),
-        help="retinal vessels (with vertical shadows) per volume, in both classes",
+        "--num-confounders", type=int, **pair,
+        help=f"faint small dark speckle clusters per volume, in both classes ({_preset_values('num_confounders')})",
+    )
+    p.add_argument(
+        "--num-vessels", type=int, **pair,
+        help=f"retinal vessels (with vertical shadows) per volume, in both classes ({_preset_values('num_vessels')})",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out instead of refusing")
     p.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
@@ -84,14 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     def write() -> Path:
-        config = SyntheticOCTConfig(
-            num_lesions=tuple(args.num_lesions),
-            lesion_radius=tuple(args.lesion_radius),
-            lesion_slices=tuple(args.lesion_slices),
-            central_slices=args.central_slices,
-            num_confounders=tuple(args.num_confounders),
-            num_vessels=tuple(args.num_vessels),
-        )
+        given = {name: getattr(args, name) for name in CONFIG_OPTIONS if hasattr(args, name)}
+        config = preset_config(args.preset, **given)
         return make_synthetic_oct_dataset(
             args.out,
             num_train=args.num_train,
@@ -103,6 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             overwrite=args.overwrite,
             progress=not args.no_progress,
             config=config,
+            preset=args.preset,
         )
 
     return run_datalist_command(write)

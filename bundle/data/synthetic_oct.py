@@ -7,7 +7,8 @@ different reflectivity (bright nerve fibre layer on top, dark nuclear layers, br
 and RPE at the bottom), dark vitreous above, a textured choroid that fades with depth below,
 shadows cast by retinal vessels, multiplicative speckle and a little Gaussian noise.
 *Positive* volumes (label 1, ``"cyst"``) additionally contain 1-3 small dark intraretinal cysts
-(soft-edged ellipsoids spanning a few B-scans near the centre of the cube); *negative* volumes
+(soft-edged ellipsoids spanning a few B-scans near the centre of the cube; the numbers are those of the
+``"default"`` preset, see :data:`PRESETS`); *negative* volumes
 (label 0, ``"normal"``) contain none. Both classes contain the same confounders (vessel shadows and
 small faint dark speckle clusters), so a classifier has to find the cysts: a small lesion somewhere
 in a large volume, which is the multiple-instance setting of MIMS-CNN.
@@ -18,6 +19,10 @@ yields B-scans. Images are ``float32`` in ``[0, 1]``; lesion masks are ``uint8``
 
 Everything is numpy, vectorised, and driven by one :class:`numpy.random.Generator`, so a seed fixes
 the data exactly. A default ``64 x 96 x 32`` volume takes a few milliseconds.
+
+Presets (:data:`PRESETS`, :func:`preset_config`): ``"default"`` is :class:`SyntheticOCTConfig` as it is
+(the bundle's demo data); ``"hard"`` puts fewer, smaller, shorter and fainter cysts anywhere in a wider
+central range of B-scans, so that the evidence is rarer and no longer concentrated near the centre of the cube.
 
 Example:
     >>> import numpy as np
@@ -30,8 +35,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -42,10 +48,12 @@ from bundle.data.nifti_io import save_nifti
 __all__ = [
     "DEFAULT_SHAPE",
     "LABEL_NAMES",
+    "PRESETS",
     "SyntheticOCTCase",
     "SyntheticOCTConfig",
     "generate_case",
     "make_synthetic_oct_dataset",
+    "preset_config",
     "simulate_case",
 ]
 
@@ -95,6 +103,8 @@ class SyntheticOCTConfig:
             is drawn independently. Default ``(4.0, 8.0)``. The axial semi-axis is reduced when the
             retina is too thin at the chosen place.
         lesion_slices: number of consecutive B-scans a cyst spans. Default ``(3, 6)``.
+        lesion_darkening: how far a cyst's centre is pulled from the tissue towards the vitreous darkness
+            (0: not at all, 1: fully), drawn per cyst; the edge is soft. Default ``(0.85, 0.97)``.
         central_slices: cysts lie entirely within this many central B-scans
             (``D // 2 - central_slices // 2`` onwards). Default 16; clipped to ``D``.
         num_vessels: vessels per volume (both classes); each casts a dark vertical shadow.
@@ -114,6 +124,7 @@ class SyntheticOCTConfig:
     num_lesions: tuple[int, int] = (1, 3)
     lesion_radius: tuple[float, float] = (4.0, 8.0)
     lesion_slices: tuple[int, int] = (3, 6)
+    lesion_darkening: tuple[float, float] = (0.85, 0.97)
     central_slices: int = 16
     num_vessels: tuple[int, int] = (1, 3)
     vessel_shadow: tuple[float, float] = (0.35, 0.7)
@@ -131,7 +142,7 @@ class SyntheticOCTConfig:
             object.__setattr__(self, name, _pair(getattr(self, name), name, integer=True, minimum=minimum))
         for name in ("lesion_radius", "confounder_radius"):
             object.__setattr__(self, name, _pair(getattr(self, name), name, minimum=0.5))
-        for name in ("vessel_shadow", "confounder_darkening"):
+        for name in ("lesion_darkening", "vessel_shadow", "confounder_darkening"):
             lo, hi = _pair(getattr(self, name), name)
             if hi > 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {(lo, hi)!r}.")
@@ -146,6 +157,41 @@ class SyntheticOCTConfig:
         for name in ("noise_std", "contrast_jitter", "brightness_jitter"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
+
+
+#: Named generator settings: preset name -> the :class:`SyntheticOCTConfig` fields it sets (the others keep
+#: their defaults). ``"hard"``'s values are provisional, to be calibrated against the bundle's methods.
+PRESETS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "hard": {
+        "central_slices": 30,
+        "num_lesions": (1, 2),
+        "lesion_radius": (2.5, 5.0),
+        "lesion_slices": (2, 4),
+        "lesion_darkening": (0.6, 0.85),
+    },
+}
+
+
+def preset_config(preset: str = "default", **overrides: Any) -> SyntheticOCTConfig:
+    """The generator settings of a named preset, with some fields replaced.
+
+    Args:
+        preset: a key of :data:`PRESETS`. Default ``"default"``.
+        overrides: :class:`SyntheticOCTConfig` fields that take precedence over the preset's values.
+
+    Returns:
+        The validated :class:`SyntheticOCTConfig`.
+
+    Raises:
+        ValueError: for an unknown preset or field name, or invalid values.
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"unknown synthetic OCT preset {preset!r}; valid presets: {', '.join(PRESETS)}.")
+    unknown = sorted(set(overrides) - {f.name for f in fields(SyntheticOCTConfig)})
+    if unknown:
+        raise ValueError(f"unknown SyntheticOCTConfig fields {unknown}.")
+    return SyntheticOCTConfig(**{**PRESETS[preset], **overrides})
 
 
 @dataclass
@@ -300,7 +346,7 @@ def simulate_case(
 
     Args:
         rng: the only source of randomness; the same generator state gives the same case.
-        positive: add 1-3 cysts (label 1) or none (label 0).
+        positive: add ``config.num_lesions`` cysts (label 1) or none (label 0).
         shape: ``(H, W, D)`` = (depth rows, lateral columns, B-scans); ``H, W >= 32``.
             Default ``(64, 96, 32)``.
         config: generator parameters; default :class:`SyntheticOCTConfig()`.
@@ -360,7 +406,7 @@ def simulate_case(
         for _ in range(int(rng.integers(cfg.num_lesions[0], cfg.num_lesions[1] + 1))):
             lesion = _place_lesion(rng, shape, top, bottom, cfg)
             box, r = _ellipsoid(grid, lesion["center"], lesion["radii"])
-            alpha = rng.uniform(0.85, 0.97) / (1.0 + np.exp((r - 1.0) / 0.12))
+            alpha = rng.uniform(*cfg.lesion_darkening) / (1.0 + np.exp((r - 1.0) / 0.12))
             clean[box] = clean[box] * (1.0 - alpha) + _VITREOUS * alpha
             mask[box] |= (r <= 1.0).astype(np.uint8)
             lesions.append(lesion)
@@ -386,7 +432,7 @@ def generate_case(
 
     Args:
         rng: the only source of randomness; the same generator state gives the same arrays.
-        positive: add 1-3 dark cysts near the central B-scans (label 1) or none (label 0).
+        positive: add ``config.num_lesions`` dark cysts in the central B-scans (label 1) or none (label 0).
         shape: ``(H, W, D)`` = (depth rows, lateral columns, B-scans). Default ``(64, 96, 32)``.
         config: generator parameters; default :class:`SyntheticOCTConfig()`.
 
@@ -408,6 +454,7 @@ def make_synthetic_oct_dataset(
     overwrite: bool = False,
     progress: bool = True,
     config: SyntheticOCTConfig | None = None,
+    preset: str = "default",
 ) -> Path:
     """Write a synthetic OCT dataset as NIfTI files plus a decathlon-style datalist.
 
@@ -435,7 +482,10 @@ def make_synthetic_oct_dataset(
         overwrite: replace an existing dataset in ``out_dir`` (its ``datalist.json`` and its
             ``case_*.nii.gz`` files); otherwise refuse when any of them exists.
         progress: show a progress bar.
-        config: generator parameters; default :class:`SyntheticOCTConfig()`.
+        config: generator parameters; ``None``: those of ``preset``.
+        preset: the :data:`PRESETS` entry the data are made with (``config`` given: the one it was derived
+            from). The datalist's ``"generator"`` entry records it, the fields of ``config`` that differ from
+            it (``"overrides"``) and every parameter (``"config"``). Default ``"default"``.
 
     Returns:
         The path of ``out_dir/datalist.json``.
@@ -443,11 +493,13 @@ def make_synthetic_oct_dataset(
     Raises:
         FileExistsError: when ``out_dir`` already holds a dataset and ``overwrite`` is ``False``.
         ValueError: for negative counts, an empty dataset, ``positive_fraction`` outside
-            ``[0, 1]`` or an invalid ``shape``.
+            ``[0, 1]``, an invalid ``shape`` or an unknown ``preset``.
     """
     counts = check_counts(num_train, num_val, num_test, positive_fraction)
     shape = _check_shape(shape)
-    cfg = config if config is not None else SyntheticOCTConfig()
+    base = asdict(preset_config(preset))
+    cfg = config if config is not None else preset_config(preset)
+    overrides = {key: value for key, value in asdict(cfg).items() if value != base[key]}
 
     def save(image: np.ndarray, mask: np.ndarray, image_path: Path, mask_path: Path) -> None:
         save_nifti(image, image_path)
@@ -464,9 +516,11 @@ def make_synthetic_oct_dataset(
         name="synthetic_oct",
         description=(
             f"Synthetic OCT-like volumes [H, W, D] = [{h}, {w}, {d}] (depth, lateral, B-scan; slice_axis = 2), "
-            "float32 in [0, 1]. Label 1: 1-3 small dark intraretinal cysts in the central B-scans; label 0: none. "
-            "Both classes contain vessel shadows and faint dark speckle clusters. Generated by "
-            "bundle.data.synthetic_oct.make_synthetic_oct_dataset."
+            f"float32 in [0, 1]. Label 1: {cfg.num_lesions[0]}-{cfg.num_lesions[1]} small dark intraretinal cysts "
+            f"in the central {min(cfg.central_slices, d)} B-scans; label 0: none. Both classes contain vessel "
+            f"shadows and faint dark speckle clusters. Generated by "
+            f"bundle.data.synthetic_oct.make_synthetic_oct_dataset, preset {preset!r}"
+            + (f" with {', '.join(sorted(overrides))} changed." if overrides else ".")
         ),
         labels=LABEL_NAMES,
         training=splits["training"],
@@ -477,7 +531,7 @@ def make_synthetic_oct_dataset(
             "modality": {"0": "OCT (synthetic)"},
             "slice_axis": 2,
             "generator": {"seed": int(seed), "shape": [h, w, d], "positive_fraction": float(positive_fraction),
-                          "config": asdict(cfg)},
+                          "preset": preset, "overrides": overrides, "config": asdict(cfg)},
         },
         overwrite=True,
     )

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -16,9 +17,11 @@ from monai.data import load_decathlon_datalist
 
 from bundle.data.synthetic_oct import (
     DEFAULT_SHAPE,
+    PRESETS,
     SyntheticOCTConfig,
     generate_case,
     make_synthetic_oct_dataset,
+    preset_config,
     simulate_case,
 )
 import make_synthetic_oct  # scripts/ is on sys.path (tests/conftest.py)
@@ -86,6 +89,91 @@ def test_positive_masks_inside_band_and_central_slices(shape, config, seed):
     # the cysts are dark: mean intensity in the mask well below the retina around it
     band = (np.arange(h)[:, None, None] > case.top[None]) & (np.arange(h)[:, None, None] < case.bottom[None])
     assert case.image[case.mask > 0].mean() < 0.6 * case.image[band & (case.mask == 0)].mean()
+
+
+# (seed, positive, float64 sum of the image, voxels in the mask, B-scans of each lesion): the default generator's
+# output, as it was before the presets and the lesion_darkening knob existed (the demo's data must not change)
+DEFAULT_FINGERPRINTS = [
+    (0, True, 29392.6937714079, 959, [[8, 9, 10, 11, 12], [13, 14, 15]]),
+    (1, False, 28075.22022253078, 0, []),
+]
+
+
+@pytest.mark.parametrize("seed, positive, total, voxels, slices", DEFAULT_FINGERPRINTS)
+def test_default_output_is_unchanged(seed, positive, total, voxels, slices):
+    for config in (None, SyntheticOCTConfig(), preset_config(), preset_config("default")):
+        case = simulate_case(np.random.default_rng(seed), positive=positive, config=config)
+        np.testing.assert_allclose(case.image.sum(dtype=np.float64), total, rtol=1e-9)
+        assert int(case.mask.sum()) == voxels and [lesion["slices"] for lesion in case.lesions] == slices
+    assert SyntheticOCTConfig().lesion_darkening == (0.85, 0.97)  # the constant the generator used before
+
+
+def test_presets_are_named_configs():
+    assert list(PRESETS) == ["default", "hard"]
+    assert preset_config() == preset_config("default") == SyntheticOCTConfig()
+    hard = preset_config("hard")
+    assert hard == SyntheticOCTConfig(**PRESETS["hard"])
+    # harder in every respect of the evidence (the values themselves are provisional, kept in PRESETS only)
+    default = SyntheticOCTConfig()
+    assert hard.central_slices > default.central_slices and hard.num_lesions[1] < default.num_lesions[1]
+    assert all(h < d for h, d in zip(hard.lesion_radius + hard.lesion_slices + hard.lesion_darkening,
+                                     default.lesion_radius + default.lesion_slices + default.lesion_darkening))
+    assert (hard.num_vessels, hard.num_confounders, hard.speckle_looks) == (
+        default.num_vessels, default.num_confounders, default.speckle_looks
+    )  # the same background and confounders: only the evidence is harder
+
+
+def test_explicit_values_override_the_preset():
+    config = preset_config("hard", num_lesions=(3, 3), lesion_darkening=[0.9, 0.9])
+    assert config.num_lesions == (3, 3) and config.lesion_darkening == (0.9, 0.9)
+    assert (config.central_slices, config.lesion_radius, config.lesion_slices) == (30, (2.5, 5.0), (2, 4))
+    assert preset_config("default", central_slices=8) == SyntheticOCTConfig(central_slices=8)
+
+
+@pytest.mark.parametrize(
+    "preset, overrides, message",
+    [("medium", {}, r"unknown synthetic OCT preset 'medium'; valid presets: default, hard"),
+     ("hard", {"lesion_size": (1, 2)}, r"unknown SyntheticOCTConfig fields \['lesion_size'\]"),
+     ("hard", {"lesion_darkening": (0.5, 1.2)}, "lesion_darkening"),
+     ("hard", {"central_slices": 3}, "central_slices")],
+)
+def test_preset_config_rejects(preset, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        preset_config(preset, **overrides)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_hard_lesions_are_valid(seed):
+    config = preset_config("hard")
+    case = simulate_case(np.random.default_rng(seed), positive=True, config=config)
+    assert 1 <= len(case.lesions) <= 2
+    hh, ww, dd = np.nonzero(case.mask)
+    assert np.all(hh > case.top[ww, dd]) and np.all(hh < case.bottom[ww, dd])
+    for lesion in case.lesions:
+        assert 2 <= len(lesion["slices"]) <= 4 and set(lesion["slices"]) <= set(_central_range(32, 30))
+        assert 2.5 - 1e-6 <= lesion["radii"][1] <= 5.0 + 1e-6
+
+
+def test_hard_lesions_can_lie_outside_the_central_16_slices():
+    central16 = set(_central_range(DEFAULT_SHAPE[2], 16))
+    outside = 0
+    for seed in range(10):
+        case = simulate_case(np.random.default_rng(seed), positive=True, config=preset_config("hard"))
+        outside += any(not set(lesion["slices"]) <= central16 for lesion in case.lesions)
+    assert outside >= 3  # with the values of PRESETS now, 8 of these 10 volumes have a cyst outside slices 8..23
+
+
+def test_hard_lesions_are_fainter():
+    def contrast(config):
+        ratios = []
+        for seed in range(4):
+            case = simulate_case(np.random.default_rng(seed), positive=True, config=config)
+            band = (np.arange(64)[:, None, None] > case.top[None]) & (np.arange(64)[:, None, None] < case.bottom[None])
+            ratios.append(case.image[case.mask > 0].mean() / case.image[band & (case.mask == 0)].mean())
+        return float(np.mean(ratios))
+
+    # the same cysts (only the darkening differs): fainter cysts keep more of the tissue around them
+    assert contrast(preset_config("default", lesion_darkening=(0.6, 0.85))) > contrast(SyntheticOCTConfig()) + 0.05
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -157,6 +245,10 @@ def test_dataset_layout_and_datalist(tmp_path):
             assert mask.dtype == np.uint8
             assert (mask.sum() > 0) == (item["label"] == 1)
     assert sorted(p.name for p in (tmp_path / "ds" / "masks").iterdir()) == [f"case_{i:04d}.nii.gz" for i in range(8)]
+    generator = data["generator"]
+    assert generator["preset"] == "default" and generator["overrides"] == {"central_slices": 8}
+    assert generator["config"] == json.loads(json.dumps(dataclasses.asdict(SMALL_CFG)))  # every parameter
+    assert "preset 'default' with central_slices changed" in data["description"]
 
 
 def test_dataset_is_deterministic(tmp_path):
@@ -220,3 +312,30 @@ def test_cli_writes_and_refuses(tmp_path, capsys):
     assert main(argv) == 1
     assert "overwrite" in capsys.readouterr().err
     assert main([*argv, "--overwrite", "--seed", "1"]) == 0
+
+
+def test_cli_preset_and_explicit_options(tmp_path):
+    main = make_synthetic_oct.main
+    base = ["--num-train", "2", "--num-val", "1", "--num-test", "1", "--shape", "48", "64", "32", "--no-progress"]
+    assert main(["--out", str(tmp_path / "hard"), *base, "--preset", "hard", "--num-lesions", "1", "1"]) == 0
+    generator = json.loads((tmp_path / "hard" / "datalist.json").read_text())["generator"]
+    assert generator["preset"] == "hard" and generator["overrides"] == {"num_lesions": [1, 1]}
+    expected = dataclasses.asdict(preset_config("hard", num_lesions=(1, 1)))
+    assert generator["config"] == json.loads(json.dumps(expected))
+    # no --preset: the default preset, and the same arrays as the package's default
+    assert main(["--out", str(tmp_path / "default"), *base]) == 0
+    generator = json.loads((tmp_path / "default" / "datalist.json").read_text())["generator"]
+    assert generator["preset"] == "default" and generator["overrides"] == {}
+    make_synthetic_oct_dataset(tmp_path / "package", num_train=2, num_val=1, num_test=1, shape=(48, 64, 32),
+                               progress=False)
+    for name in ("case_0000.nii.gz", "case_0003.nii.gz"):
+        arrays = [np.asarray(nib.load(tmp_path / root / "images" / name).dataobj) for root in ("default", "package")]
+        np.testing.assert_array_equal(*arrays)
+
+
+def test_cli_parser_leaves_unset_options_to_the_preset():
+    args = make_synthetic_oct.build_parser().parse_args(["--out", "x", "--preset", "hard", "--central-slices", "20"])
+    assert args.preset == "hard" and args.central_slices == 20
+    assert not any(hasattr(args, name) for name in make_synthetic_oct.CONFIG_OPTIONS if name != "central_slices")
+    with pytest.raises(SystemExit):
+        make_synthetic_oct.build_parser().parse_args(["--out", "x", "--preset", "medium"])
