@@ -22,6 +22,7 @@ __all__ = [
     "data",
     "datalist",
     "decision",
+    "demo",
     "distributed",
     "export",
     "export_onnx",
