@@ -101,9 +101,16 @@ def test_two_processes_train_and_evaluate_on_cpu(tiny_dataset, bundle_root, tmp_
     assert len(client.get_metric_history(run_id, "val_distinct_classes")) == 1  # both ranks' classes, rank 0 logs
     assert "model.pt" in [a.path for a in client.list_artifacts(run_id)]
 
-    # the validation metrics, gathered over the ranks, are those of the saved model on the whole split
+    # the decision threshold was chosen on both ranks' validation cases, written once and promoted
+    promoted = bundle_root / "models" / "model.decision.json"
+    decision = json.loads(promoted.read_text())
+    assert decision["num_cases"] == 4 and decision["epoch"] == 1
+    assert (run_dir / "model.decision.json").read_bytes() == promoted.read_bytes()
+
+    # the validation metrics, gathered over the ranks, are those of the saved model on the whole split (training's
+    # validation decides by argmax: so does this evaluation)
     validation = bundle_root / "validation"
-    overrides = {**tiny, "eval_split": "validation", "output_dir": str(validation)}
+    overrides = {**tiny, "eval_split": "validation", "output_dir": str(validation), "decision_threshold": None}
     run_workflow(["common.json", "evaluate.json"], "eval", overrides)
     expected = json.loads((validation / "metrics.json").read_text())
     for name in ("auroc", "accuracy", "f1"):
