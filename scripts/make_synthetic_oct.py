@@ -68,7 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--preset", choices=list(PRESETS), default="default",
         help="named generator settings: 'default' (the demo's data) or 'hard' (fewer, smaller, fainter cysts "
-        "spread over more B-scans; provisional values, listed with each option below); recorded in datalist.json",
+        "spread over more B-scans; not calibrated: MIMS-CNN did not learn it from scratch, see "
+        "docs/results/synthetic_oct_hard_calibration.md; values listed with each option below); recorded in "
+        "datalist.json",
     )
     # the preset's fields: absent from the namespace unless given, so that only explicit options override it
     pair = {"nargs": 2, "metavar": ("MIN", "MAX"), "default": argparse.SUPPRESS}

@@ -160,7 +160,8 @@ class SyntheticOCTConfig:
 
 
 #: Named generator settings: preset name -> the :class:`SyntheticOCTConfig` fields it sets (the others keep
-#: their defaults). ``"hard"``'s values are provisional, to be calibrated against the bundle's methods.
+#: their defaults). ``"hard"``'s values are not calibrated: with the bundle's recipe MIMS-CNN stayed at chance
+#: level on them and on two milder candidates (docs/results/synthetic_oct_hard_calibration.md).
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
     "hard": {
