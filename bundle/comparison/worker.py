@@ -129,12 +129,17 @@ class LoadSampler:
         }
 
 
+#: tracked paths whose uncommitted changes cannot change a run (git pathspecs): documentation and tests
+NOT_RUN_PATHS = (":(exclude)docs", ":(exclude)tests", ":(exclude)*.md")
+
+
 def code_state(repo: str | os.PathLike = REPO) -> dict[str, Any] | None:
-    """The git commit of ``repo`` (``HEAD``) and whether tracked files had uncommitted changes; None without git."""
+    """The git commit of ``repo`` (``HEAD``) and whether tracked files that a run executes or reads had
+    uncommitted changes (documentation and tests, :data:`NOT_RUN_PATHS`, do not count); None without git."""
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True)
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
-                                capture_output=True, text=True, check=True)
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *NOT_RUN_PATHS],
+                                cwd=repo, capture_output=True, text=True, check=True)
     except (OSError, subprocess.CalledProcessError):
         return None
     return {"commit": commit.stdout.strip(), "uncommitted_changes": bool(status.stdout.strip())}
