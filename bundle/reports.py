@@ -14,14 +14,18 @@ import importlib.metadata
 import os
 import platform
 import resource
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "NOT_RUN_PATHS",
     "atomic_path",
     "atomic_write",
+    "code_state",
+    "code_text",
     "display_path",
     "load_average",
     "machine_info",
@@ -35,6 +39,29 @@ __all__ = [
 
 #: the repository (bundle) root
 REPO = Path(__file__).resolve().parents[1]
+
+
+#: tracked paths whose uncommitted changes cannot change a run (git pathspecs): documentation and tests
+NOT_RUN_PATHS = (":(exclude)docs", ":(exclude)tests", ":(exclude)*.md")
+
+
+def code_state(repo: str | os.PathLike = REPO) -> dict[str, Any] | None:
+    """The git commit of ``repo`` (``HEAD``) and whether tracked files that a run executes or reads had
+    uncommitted changes (documentation and tests, :data:`NOT_RUN_PATHS`, do not count); None without git."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True)
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *NOT_RUN_PATHS],
+                                cwd=repo, capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return {"commit": commit.stdout.strip(), "uncommitted_changes": bool(status.stdout.strip())}
+
+
+def code_text(state: dict[str, Any] | None) -> str:
+    """``commit abc123def456`` (+ ``with uncommitted changes``) for a report; ``unknown (no git)`` for None."""
+    if not state:
+        return "unknown (no git)"
+    return f"commit `{state['commit'][:12]}`" + (" with uncommitted changes" if state["uncommitted_changes"] else "")
 
 
 def display_path(path: str | os.PathLike, root: str | os.PathLike = REPO) -> str:

@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 from bundle.benchmark.timing import ratio
+from bundle.reports import code_text
 
 __all__ = ["INFER_GOAL", "MEMORY_GOAL", "TRAIN_GOAL", "render_markdown"]
 
@@ -39,6 +40,7 @@ def _header(report: dict[str, Any]) -> list[str]:
         "",
         f"- Date: {report['date']}",
         f"- Command: `{report['command']}`",
+        f"- Code: {code_text(report.get('code'))}",
         f"- Machine: {m['cpu']}; {m['logical_cores']} logical cores ({m['usable_cores']} usable by this process); "
         f"torch.get_num_threads() = {m['torch_threads']} (torch's default, not changed); "
         f"RAM {_fmt(m['ram_gib'], 1)} GiB; {m['platform']}",

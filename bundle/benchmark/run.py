@@ -114,6 +114,7 @@ def run_benchmark(
     report = {
         "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
         "command": command,
+        "code": reports.code_state(),
         "machine": machine,
         "load_start": load_start,
         "load_end": reports.load_average(),

@@ -27,7 +27,16 @@ from typing import Any
 from bundle.comparison.pages import REFERENCE_METHOD, format_ratio
 from bundle.config import CONFIGS, REPO
 from bundle.methods import MethodSpec, method_config, spec_override
-from bundle.reports import atomic_write, machine_text, peak_rss_bytes, reset_peak_rss, rss_bytes, versions_text
+from bundle.reports import (
+    atomic_write,
+    code_state,
+    code_text,
+    machine_text,
+    peak_rss_bytes,
+    reset_peak_rss,
+    rss_bytes,
+    versions_text,
+)
 
 __all__ = ["CostSetup", "cost_jobs", "main", "measure", "measure_methods", "render_cost_page", "run_job"]
 
@@ -172,6 +181,7 @@ def render_cost_page(rows: Sequence[dict[str, Any]], setup: CostSetup, command: 
         f"torch threads per worker: {rows[0]['torch_threads'] if rows else '–'}",
         f"- Versions: {versions_text(('torch', 'monai'))}",
         f"- Command: `{command}`",
+        f"- Code: {code_text(code_state())}",
         "- Each method: configs/common.json + configs/methods/<method>.json"
         + (f" + overrides {', '.join(setup.overrides)}" if setup.overrides else "")
         + f"; one batch of {setup.batch_size} bags x {setup.bag_size} slices of {setup.image_size[0]} x "

@@ -14,7 +14,7 @@ holds what the committed record of the run needs (:mod:`bundle.comparison.record
 of the training (:func:`epoch_curves`, from the MLflow metric history), the test probability of every case
 (:func:`case_predictions`, from the evaluation's ``predictions.json``), the decision threshold of the evaluation
 (``metrics.json``), the machine load during training and evaluation (:class:`LoadSampler`) and the code
-commit (:func:`code_state`). Lines starting with :data:`PHASE_MARK` announce a phase to the comparing
+commit (:func:`bundle.reports.code_state`). Lines starting with :data:`PHASE_MARK` announce a phase to the comparing
 process. Importing this module loads neither torch nor MONAI.
 """
 
@@ -26,7 +26,6 @@ import json
 import math
 import os
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -35,9 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from bundle.comparison.settings import RESULT_FILE
-from bundle.config import REPO
 from bundle.reports import (
     atomic_write,
+    code_state,
     display_path,
     load_average,
     machine_info,
@@ -53,7 +52,6 @@ __all__ = [
     "MACHINE_FIELDS",
     "PHASE_MARK",
     "case_predictions",
-    "code_state",
     "epoch_curves",
     "evaluate_run",
     "log_to_mlflow",
@@ -127,22 +125,6 @@ class LoadSampler:
             "interval_s": self.interval_s,
             "usable_cores": machine_info()["usable_cores"],
         }
-
-
-#: tracked paths whose uncommitted changes cannot change a run (git pathspecs): documentation and tests
-NOT_RUN_PATHS = (":(exclude)docs", ":(exclude)tests", ":(exclude)*.md")
-
-
-def code_state(repo: str | os.PathLike = REPO) -> dict[str, Any] | None:
-    """The git commit of ``repo`` (``HEAD``) and whether tracked files that a run executes or reads had
-    uncommitted changes (documentation and tests, :data:`NOT_RUN_PATHS`, do not count); None without git."""
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True)
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *NOT_RUN_PATHS],
-                                cwd=repo, capture_output=True, text=True, check=True)
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return {"commit": commit.stdout.strip(), "uncommitted_changes": bool(status.stdout.strip())}
 
 
 def _short(value: float) -> float:

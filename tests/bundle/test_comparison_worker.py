@@ -75,29 +75,3 @@ def test_load_sampler_summarizes_the_samples():
     assert summary["one_minute_min"] == 1.0 and summary["one_minute_max"] == 3.0
     assert summary["one_minute_mean"] == 2.0 and summary["samples"] == 3 and summary["usable_cores"] >= 1
     assert worker.LoadSampler(sample=lambda: None).start().stop() is None  # an OS without load average
-
-
-def test_code_state(tmp_path):
-    state = worker.code_state()
-    assert len(state["commit"]) == 40 and isinstance(state["uncommitted_changes"], bool)
-    assert worker.code_state(tmp_path) is None  # not a git work tree
-
-
-def test_code_state_counts_changes_to_what_runs_only(tmp_path):
-    import subprocess
-
-    def git(*args):
-        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
-
-    git("init", "-q")
-    for path in ("bundle/x.py", "docs/page.md", "tests/test_x.py", "README.md"):
-        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / path).write_text("a\n")
-    git("add", ".")
-    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "init")
-    assert worker.code_state(tmp_path)["uncommitted_changes"] is False
-    for path in ("docs/page.md", "tests/test_x.py", "README.md"):
-        (tmp_path / path).write_text("b\n")
-    assert worker.code_state(tmp_path)["uncommitted_changes"] is False  # documentation and tests do not run
-    (tmp_path / "bundle/x.py").write_text("b\n")
-    assert worker.code_state(tmp_path)["uncommitted_changes"] is True

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from bundle import reports
 from bundle.reports import atomic_path, atomic_write
 
 
@@ -28,3 +29,36 @@ def test_atomic_path_keeps_the_suffix_and_the_old_file_on_error(tmp_path):
     with atomic_path(target) as tmp:
         tmp.write_bytes(b"new")
     assert target.read_bytes() == b"new" and sorted(p.name for p in tmp_path.iterdir()) == ["volume.nii.gz"]
+
+
+def test_code_state(tmp_path):
+    state = reports.code_state()
+    assert len(state["commit"]) == 40 and isinstance(state["uncommitted_changes"], bool)
+    assert reports.code_state(tmp_path) is None  # not a git work tree
+
+
+def test_code_state_counts_changes_to_what_runs_only(tmp_path):
+    import subprocess
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    for path in ("bundle/x.py", "docs/page.md", "tests/test_x.py", "README.md"):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text("a\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "init")
+    assert reports.code_state(tmp_path)["uncommitted_changes"] is False
+    for path in ("docs/page.md", "tests/test_x.py", "README.md"):
+        (tmp_path / path).write_text("b\n")
+    assert reports.code_state(tmp_path)["uncommitted_changes"] is False  # documentation and tests do not run
+    (tmp_path / "bundle/x.py").write_text("b\n")
+    assert reports.code_state(tmp_path)["uncommitted_changes"] is True
+
+
+def test_code_text():
+    assert reports.code_text(None) == "unknown (no git)"
+    assert reports.code_text({"commit": "0123456789abcdef", "uncommitted_changes": False}) == "commit `0123456789ab`"
+    assert reports.code_text({"commit": "0123456789abcdef", "uncommitted_changes": True}).endswith(
+        " with uncommitted changes")
