@@ -14,6 +14,10 @@ Options are MONAI Deploy's own (``monai.deploy.core.arg_parser``): ``-i/--input`
 it), ``-l/--log-level``. Without them the SDK reads ``HOLOSCAN_INPUT_PATH``,
 ``HOLOSCAN_OUTPUT_PATH`` and ``HOLOSCAN_MODEL_PATH`` (defaults ``input``, ``output``, ``models``).
 
+One option of this app: ``--model-sha256 <hex>`` checks the model file against that SHA-256 before loading it
+(a mismatch stops the app with an error naming the file and both digests; ``bundle.serving.verify_sha256``).
+A ``model.ts`` is code (its embedded config is evaluated here): load only archives from a source you trust.
+
 Output: ``<output>/classification.json`` (see ``docs/monai_deploy.md``). Exit status 0 on success;
 1 with one ``error:`` line on stderr when the input or the model cannot be used (the line names the
 path); 2 from the SDK's argument parser when ``-i`` or ``-m`` does not exist.
@@ -33,8 +37,10 @@ count condition is scheduled again and again.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from bag_classifier_operator import BagClassifierOperator, ClassificationWriterOperator, CheckedSeriesSelectorOperator
@@ -43,7 +49,9 @@ from monai.deploy.core import Application
 from monai.deploy.operators.dicom_data_loader_operator import DICOMDataLoaderOperator
 from monai.deploy.operators.dicom_series_to_volume_operator import DICOMSeriesToVolumeOperator
 
-__all__ = ["NIFTI_SUFFIXES", "MIMSClassifierApp", "input_kind", "main"]
+from bundle.serving import check_sha256
+
+__all__ = ["NIFTI_SUFFIXES", "MIMSClassifierApp", "build_parser", "input_kind", "main"]
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
@@ -74,8 +82,11 @@ class MIMSClassifierApp(Application):
     """Classify a volume with the MIMS-CNN bundle's TorchScript model; writes ``classification.json``.
 
     The graph depends on the input (see the module docstring); paths come from MONAI Deploy's
-    ``AppContext`` (``-i``/``-o``/``-m`` or the ``HOLOSCAN_*_PATH`` variables).
+    ``AppContext`` (``-i``/``-o``/``-m`` or the ``HOLOSCAN_*_PATH`` variables); ``model_sha256`` (set by
+    :func:`main` from ``--model-sha256``), when not None, is checked against the model file before it is loaded.
     """
+
+    model_sha256: str | None = None
 
     def compose(self) -> None:
         app_context = Application.init_app_context(self.argv)
@@ -92,13 +103,18 @@ class MIMSClassifierApp(Application):
                 self,
                 CountCondition(self, 1),
                 model_path=app_context.model_path,
+                model_sha256=self.model_sha256,
                 input_path=input_path,
                 name="classifier_op",
             )
             self.add_operator(classifier)
         else:
             classifier = BagClassifierOperator(
-                self, model_path=app_context.model_path, source=input_path, name="classifier_op"
+                self,
+                model_path=app_context.model_path,
+                model_sha256=self.model_sha256,
+                source=input_path,
+                name="classifier_op",
             )
             loader = DICOMDataLoaderOperator(
                 self, CountCondition(self, 1), input_folder=input_path, name="dicom_loader_op"
@@ -111,9 +127,36 @@ class MIMSClassifierApp(Application):
         self.add_flow(classifier, writer, {("result", "result")})
 
 
-def main() -> int:
-    """Run the application on the command line's arguments (``sys.argv``); returns the exit status."""
-    app = MIMSClassifierApp()
+def build_parser() -> argparse.ArgumentParser:
+    """The options of this app; the SDK's own (``-i``, ``-o``, ``-m``, ``-l``) are parsed by MONAI Deploy."""
+    parser = argparse.ArgumentParser(add_help=False, description="Options of the MIMS-CNN app (before the SDK's):")
+    parser.add_argument(
+        "--model-sha256",
+        type=check_sha256,
+        default=None,
+        help="SHA-256 hex digest the model file must have (e.g. from the model-zoo package's large_files.yml, or "
+        "`sha256sum model.ts` where it was exported); checked before the archive is loaded; default: no check",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the application; returns the exit status.
+
+    Args:
+        argv: the arguments without the program name; None: ``sys.argv[1:]``. ``--model-sha256`` is taken out,
+            the rest goes to MONAI Deploy's parser.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if "-h" in argv or "--help" in argv:
+        print(parser.format_help())
+    try:
+        args, rest = parser.parse_known_args(argv)
+    except SystemExit as e:  # a malformed --model-sha256: argparse printed the reason
+        return int(e.code or 2)
+    app = MIMSClassifierApp(argv=[sys.executable, sys.argv[0], *rest])
+    app.model_sha256 = args.model_sha256
     try:
         app.run()
     except Exception as e:  # the SDK and Holoscan raise plain exceptions: report them on one line

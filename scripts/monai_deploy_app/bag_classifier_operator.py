@@ -32,6 +32,7 @@ from monai.utils import ImageMetaKey
 
 from bundle.decision import archive_decision, decided_class
 from bundle.export import load_torchscript
+from bundle.serving import verify_sha256
 
 __all__ = [
     "BagClassifierOperator",
@@ -162,6 +163,8 @@ class BagClassifierOperator(Operator):
     Args:
         fragment: the application.
         model_path: ``model.ts``, or a folder as :func:`resolve_model_file` accepts.
+        model_sha256: the SHA-256 the model file must have, checked before loading it
+            (:func:`bundle.serving.verify_sha256`); None: no check.
         input_path: a NIfTI file to read with the bundle's own loader, or None (see above).
         source: the app's input as recorded in the result's ``input`` (default: ``input_path``; the
             application passes the DICOM folder).
@@ -172,12 +175,15 @@ class BagClassifierOperator(Operator):
         fragment: Fragment,
         *args: Any,
         model_path: str | Path,
+        model_sha256: str | None = None,
         input_path: str | Path | None = None,
         source: str | Path | None = None,
         **kwargs: Any,
     ) -> None:
         self._logger = logging.getLogger(f"{__name__}.{type(self).__name__}")
         self.model_file = resolve_model_file(model_path)
+        if model_sha256 is not None:  # before loading: the archive's config is evaluated when it is read
+            verify_sha256(self.model_file, model_sha256)
         try:  # loaded on construction: a wrong model file fails before any input is read
             # not self.metadata: Holoscan's Operator has a read-only `metadata` property
             self._network, self._model_metadata, self._config = load_torchscript(self.model_file, map_location="cpu")

@@ -19,9 +19,15 @@ Settings (``--conf KEY VALUE``):
 - ``preload``: ``true`` loads the network when the server starts (MONAI Label's own setting).
 
 One infer task, :data:`MODEL_NAME`: ``POST /infer/mims_cnn?image=<id>`` answers with the class, the
-probabilities per class name and the key slices of the volume (:class:`lib.infers.MIMSCNNInfer`).
-No trainer and no scoring method are offered (see docs/monai_label.md); the active-learning strategies
-``random`` and ``first`` pick the next volume to annotate.
+probabilities per class name and the key slices of the volume (:class:`lib.infers.MIMSCNNInfer`); a request
+parameter that is not valid (e.g. ``num_key_slices`` not an integer >= 1) is answered with HTTP 422 and a
+message. No trainer and no scoring method are offered (see docs/monai_label.md): ``POST /train/`` and
+``POST /train/<model>`` answer HTTP 404 with :data:`bundle.serving.TRAINING_NOT_OFFERED`. The active-learning
+strategies ``random`` and ``first`` pick the next volume to annotate.
+
+Serving safely: the app warns at start when ``--host`` is not a loopback address (MONAI Label's default is
+``0.0.0.0``, without authentication, CORS ``*``; :func:`bundle.serving.exposure_warning`). The bundle's configs
+and checkpoint are code: serve only bundles from a source you trust (docs/monai_label.md#security).
 """
 
 from __future__ import annotations
@@ -29,10 +35,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 from pathlib import Path
+from typing import Any
 
-from lib.infers import MIMSCNNInfer, parse_config_files
+from lib.infers import MIMSCNNInfer, bundle_on_path, parse_config_files
+from monailabel.config import settings
 from monailabel.interfaces.app import MONAILabelApp
+from monailabel.interfaces.exception import MONAILabelError, MONAILabelException
 from monailabel.interfaces.tasks.infer_v2 import InferTask
 from monailabel.interfaces.tasks.strategy import Strategy
 from monailabel.interfaces.tasks.train import TrainTask
@@ -71,8 +81,17 @@ class MIMSCNNApp(MONAILabelApp):
         if not os.path.isdir(self.bundle_path):
             raise FileNotFoundError(f"bundle_path {self.bundle_path} is not a folder (--conf bundle_path <bundle>)")
         self.config_files = parse_config_files(conf.get("configs"))
+        with bundle_on_path(self.bundle_path):  # the served bundle's own code (docs/monai_label.md)
+            from bundle import serving
+        self._serving = serving
+        host = serving.start_server_host(sys.argv)
+        warning = None if host is None else serving.exposure_warning(host)
+        if warning:
+            logger.warning(warning)
         key_slices = conf.get("num_key_slices")
-        self.num_key_slices = int(key_slices) if key_slices else None
+        self.num_key_slices = (
+            serving.positive_int_param(conf, "num_key_slices", 1, source="--conf") if key_slices else None
+        )
         metadata = self._metadata()
         super().__init__(
             app_dir=app_dir,
@@ -99,6 +118,45 @@ class MIMSCNNApp(MONAILabelApp):
     def init_trainers(self) -> dict[str, TrainTask]:
         """None: MONAI Label 0.8.5's bundle trainer cannot train this bundle (docs/monai_label.md)."""
         return {}
+
+    def train(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Refuse: training is not offered through MONAI Label for this bundle (the message says how to train).
+
+        Raises:
+            MONAILabelException: ``INVALID_INPUT`` with :data:`bundle.serving.TRAINING_NOT_OFFERED`.
+        """
+        raise MONAILabelException(MONAILabelError.INVALID_INPUT, self._serving.TRAINING_NOT_OFFERED)
+
+    def on_init_complete(self) -> None:
+        """MONAI Label's start-up work, then (server mode) ``POST /train/`` and ``/train/<model>`` answer 404.
+
+        MONAI Label's own ``POST /train/`` loops over the trainers and answers 200 ``{}`` when there are none,
+        and ``POST /train/<model>`` queues a task that fails in the background; both are answered here instead,
+        with HTTP 404 and :data:`bundle.serving.TRAINING_NOT_OFFERED`, by routes put before MONAI Label's own.
+        """
+        super().on_init_complete()
+        if self._server_mode:
+            self._refuse_training_routes()
+
+    def _refuse_training_routes(self) -> None:
+        server = getattr(sys.modules.get("monailabel.app"), "app", None)  # the FastAPI app uvicorn serves
+        if server is None:
+            logger.warning("monailabel.app is not loaded: POST /train/ keeps MONAI Label's answer (200 {})")
+            return
+        from fastapi import HTTPException
+        from fastapi.routing import APIRoute
+
+        message = self._serving.TRAINING_NOT_OFFERED
+
+        def refuse(model: str = "") -> None:
+            raise HTTPException(status_code=404, detail=message)
+
+        prefix = settings.MONAI_LABEL_API_STR
+        routes = [
+            APIRoute(f"{prefix}/train/", refuse, methods=["POST"], include_in_schema=False),
+            APIRoute(f"{prefix}/train/{{model}}", refuse, methods=["POST"], include_in_schema=False),
+        ]
+        server.router.routes[0:0] = routes
 
     def init_strategies(self) -> dict[str, Strategy]:
         return {"random": Random(), "first": First()}

@@ -17,6 +17,8 @@ with what our bundle needs on top:
 - the decided class follows the bundle's decision threshold (``threshold`` of the configs:
   ``models/model.decision.json`` next to ``models/model.pt`` with ``decision_threshold: "auto"``, see
   :mod:`bundle.decision`; argmax when there is none);
+- a request's ``num_key_slices`` is checked before any work (an integer >= 1,
+  :func:`bundle.serving.positive_int_param`); a bad value is answered with HTTP 422 and a message naming it;
 - the result JSON keeps MONAI Label's classification ``prediction`` list and adds ``class_index``,
   ``class_name``, ``threshold`` (None: argmax), ``probabilities`` (per class name), ``key_slices``,
   ``slice_indices`` (the original slice numbers the network saw, in bag order, as the bundle's predictions
@@ -34,6 +36,7 @@ from typing import Any
 
 import torch
 from monai.bundle import ConfigParser
+from fastapi import HTTPException
 from monai.data import MetaTensor
 from monailabel.interfaces.tasks.infer_v2 import InferType
 from monailabel.tasks.infer.bundle import BundleInferTask
@@ -159,6 +162,23 @@ class MIMSCNNInfer(BundleInferTask):
         parser.read_config([os.path.join(path, "configs", name) for name in self.config_files])
         parser.config.update({self.const.key_bundle_root(): path})
         return parser
+
+    def __call__(self, request: dict[str, Any], callbacks: Any = None) -> Any:
+        """MONAI Label's inference on ``request``, after checking the parameters this task reads.
+
+        Raises:
+            HTTPException: 422, with a message naming the parameter and the value, when ``num_key_slices`` is not
+                an integer >= 1 (MONAI Label would answer 500 for the ``ValueError`` raised later).
+        """
+        with bundle_on_path(self.bundle_path):
+            from bundle.serving import positive_int_param
+
+        request = dict(request)
+        try:
+            request["num_key_slices"] = positive_int_param(request, "num_key_slices", self.num_key_slices)
+        except ValueError as e:
+            raise HTTPException(status_code=422, detail=str(e)) from e
+        return super().__call__(request, callbacks)
 
     def info(self) -> dict[str, Any]:
         i = super().info()
