@@ -71,9 +71,9 @@ def _write_dicom_series(
 
 
 def _run_app(
-    input_path: Path | None, output: Path | None, model: Path | None, env: dict | None = None
+    input_path: Path | None, output: Path | None, model: Path | None, env: dict | None = None, extra: tuple = ()
 ) -> subprocess.CompletedProcess:
-    args = [str(DEPLOY_PYTHON), str(APP)]
+    args = [str(DEPLOY_PYTHON), str(APP), *extra]
     for flag, value in (("-i", input_path), ("-o", output), ("-m", model)):
         if value is not None:
             args += [flag, str(value)]
@@ -215,6 +215,37 @@ def test_environment_variables(case, deploy_python):
     proc = _run_app(None, None, None, env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads((output / "classification.json").read_text())["input_type"] == "nifti"
+
+
+@pytest.mark.parametrize("given", ["right", "right_upper_case", "wrong", "not_a_digest"])
+def test_model_sha256(case, results, tmp_path, given):
+    """``--model-sha256``: the right digest runs as without it; another one stops before the archive is loaded,
+    naming the file and both digests; a value that is no digest is refused by the argument parser (exit 2)."""
+    from bundle.zoo_checks import sha256
+
+    actual = sha256(case.model)
+    digest = {"right": actual, "right_upper_case": actual.upper(), "wrong": "0" * 64, "not_a_digest": "abc"}[given]
+    proc = _run_app(case.nifti, tmp_path / "out", case.model, extra=("--model-sha256", digest))
+    if given.startswith("right"):
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        result = json.loads((tmp_path / "out" / "classification.json").read_text())
+        np.testing.assert_allclose(_probs(result), _probs(results["nifti"]), atol=0)
+        return
+    assert not (tmp_path / "out" / "classification.json").exists()
+    if given == "not_a_digest":
+        assert proc.returncode == 2
+        assert "--model-sha256: invalid check_sha256 value: 'abc'" in proc.stderr, proc.stderr[-3000:]
+        return
+    assert proc.returncode == 1
+    error = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert error, proc.stderr[-3000:]
+    assert f"{case.model}: SHA-256 mismatch: the file has {actual}, expected {'0' * 64}; not loading it" in error[0]
+
+
+def test_help_names_the_model_sha256_option(deploy_python):
+    proc = _run_app(None, None, None, extra=("--help",))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "--model-sha256 MODEL_SHA256" in proc.stdout and "SHA-256 hex digest the model file must have" in proc.stdout
 
 
 BAD_CASES = ["empty_folder", "wrong_extension", "not_dicom", "no_series_number", "not_torchscript", "config_incomplete"]

@@ -207,10 +207,55 @@ def served(tmp_path_factory):
         print(f"monailabel server stopped (exit code {code}); log: {server.log}")
 
 
+# a request's num_key_slices: (value sent in the JSON params, HTTP status, key slices in the answer or the message)
+KEY_SLICE_REQUESTS = [
+    (2, 200, 2),
+    ("1", 200, 1),
+    ("abc", 422, "request parameter num_key_slices must be an integer >= 1, got 'abc'"),
+    (2.5, 422, "request parameter num_key_slices must be an integer >= 1, got 2.5"),
+    (0, 422, "request parameter num_key_slices must be an integer >= 1, got 0"),
+    (True, 422, "request parameter num_key_slices must be an integer >= 1, got True"),
+]
+
+
+@pytest.mark.parametrize("value, status, expected", KEY_SLICE_REQUESTS)
+def test_request_parameters_are_checked(served, value, status, expected):
+    """A bad ``num_key_slices`` is a 422 with a message naming it (MONAI Label alone answers 500)."""
+    requests = pytest.importorskip("requests")
+    server, _, volume = served
+    server.wait_until_up(requests)
+    with open(volume, "rb") as f:
+        response = requests.post(
+            f"{server.url}/infer/{MODEL}",
+            files={"file": (volume.name, f, "application/octet-stream")},
+            data={"params": json.dumps({"num_key_slices": value})},
+            timeout=REQUEST_TIMEOUT_S,
+        )
+    assert response.status_code == status, f"{response.status_code} {response.text}\n{_log_tail(server.log)}"
+    if status == 200:
+        assert len(response.json()["key_slices"]) == expected
+    else:
+        assert response.json() == {"detail": expected}
+
+
+@pytest.mark.parametrize("path", ["/train/", f"/train/{MODEL}"])
+def test_training_is_refused_plainly(served, path):
+    """``POST /train/`` (MONAI Label alone: 200 ``{}``) and ``/train/<model>`` answer 404 with the reason."""
+    from bundle.serving import TRAINING_NOT_OFFERED
+
+    requests = pytest.importorskip("requests")
+    server, _, _ = served
+    server.wait_until_up(requests)
+    response = requests.post(f"{server.url}{path}", timeout=30)
+    assert response.status_code == 404, response.text
+    assert response.json() == {"detail": TRAINING_NOT_OFFERED}
+
+
 def test_upload_and_infer_over_http(served):
     requests = pytest.importorskip("requests")
     server, bundle, volume = served
     startup = server.wait_until_up(requests)
+    assert "the server listens on" not in server.log.read_text(errors="replace")  # 127.0.0.1: no exposure warning
 
     info = requests.get(f"{server.url}/info/", timeout=30).json()
     assert MODEL in info["models"], f"models served: {list(info['models'])}"
@@ -271,6 +316,59 @@ def test_upload_and_infer_over_http(served):
     assert "Finished server process" in server.log.read_text(errors="replace"), _log_tail(server.log)
 
     print(f"server up in {startup:.1f} s; infer over HTTP {infer_s:.2f} s; result: {json.dumps(result)}")
+
+
+#: (``--host`` of the start command, None: not given, i.e. MONAI Label's 0.0.0.0; whether the app warns)
+HOSTS = [(None, True), ("0.0.0.0", True), ("192.0.2.10", True), ("127.0.0.1", False), ("localhost", False)]
+
+_BUILD_APPS = """
+import json, logging, sys
+app, studies, bundle, hosts = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+sys.path.insert(0, app)
+warnings = []
+class Keep(logging.Handler):
+    def emit(self, record):
+        if record.levelno == logging.WARNING:
+            warnings.append(record.getMessage())
+logging.getLogger().addHandler(Keep())
+from main import MIMSCNNApp
+found = []
+for host in hosts:
+    sys.argv = ["monailabel/main.py", "start_server", "--app", app, "--studies", studies]
+    sys.argv += [] if host is None else ["--host", host]
+    warnings.clear()
+    MIMSCNNApp(app_dir=app, studies=studies, conf={"bundle_path": bundle})
+    found.append([w for w in warnings if w.startswith("the server listens on")])
+print("FOUND " + json.dumps(found))
+"""
+
+
+def test_the_app_warns_when_the_host_is_not_loopback(tmp_path):
+    """The app reads ``--host`` of ``start_server`` when it starts and warns unless it is a loopback host.
+
+    The app is built in ``.venv-label`` as ``start_server`` builds it, with each command line, but no server
+    is started (a test should not listen on every interface).
+    """
+    _needs_label_env()
+    from bundle.serving import exposure_warning
+
+    bundle = _make_bundle(tmp_path)
+    app = tmp_path / "app"
+    shutil.copytree(APP, app, ignore=shutil.ignore_patterns("__pycache__", "logs", "model", "bin"))
+    studies = tmp_path / "studies"
+    studies.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env["MONAI_LABEL_SESSIONS"] = "false"
+    hosts = [host for host, _ in HOSTS]
+    command = [str(LABEL_VENV / "bin" / "python"), "-c", _BUILD_APPS, str(app), str(studies), str(bundle)]
+    proc = subprocess.run(
+        [*command, json.dumps(hosts)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("FOUND ")]
+    assert proc.returncode == 0 and lines, f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    found = json.loads(lines[-1].removeprefix("FOUND "))
+    for (host, warns), warnings in zip(HOSTS, found):
+        assert warnings == ([exposure_warning(host or "0.0.0.0")] if warns else []), host
 
 
 def test_a_checkpoint_that_does_not_fit_stops_the_start(tmp_path):
