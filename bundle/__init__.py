@@ -23,6 +23,7 @@ __all__ = [
     "datalist",
     "decision",
     "demo",
+    "dicom_writer",
     "distributed",
     "export",
     "export_onnx",
