@@ -92,6 +92,7 @@ def export_torchscript(
         int(parser.get_parsed_content("num_classes")),
     )
     config["decision_threshold"] = None if decision is None else decision["threshold"]
+    config["class_names"] = [str(c) for c in parser.get_parsed_content("class_names")]  # resolved (bundle.class_names)
     with tempfile.TemporaryDirectory() as tmp:
         merged = Path(tmp) / EXTRA_INFERENCE
         merged.write_text(json.dumps(config, indent=2))

@@ -35,7 +35,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from bundle.config import REPO, build_network, load_weights, merged_config
+from bundle.config import REPO, build_network, config_parser, load_weights, merged_config
 from bundle.decision import decision_path, load_decision, save_decision
 from bundle.zoo_checks import CODE_PACKAGES, check_package, sha256
 
@@ -124,6 +124,8 @@ def build_package(
             raise FileNotFoundError(f"no method overlay {overlay}; methods: {', '.join(known)}")
         overlays.append(overlay)
     overrides = dict(overrides or {})
+    names = config_parser([configs / "common.json", *overlays], overrides).get_parsed_content("class_names")
+    overrides.setdefault("class_names", [str(c) for c in names])  # resolved here: bundle.class_names
 
     stage = output_dir / name
     if stage.exists():
