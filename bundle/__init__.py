@@ -15,6 +15,7 @@ from typing import Any
 
 __all__ = [
     "benchmark",
+    "case_errors",
     "class_balance",
     "class_names",
     "collate",

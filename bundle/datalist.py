@@ -147,15 +147,19 @@ def folder_to_datalist(folder: str | os.PathLike, extensions: Sequence[str]) -> 
     return cases
 
 
-def inference_datalist(input_path: str | os.PathLike, extensions: Sequence[str], split: str = "test") -> list[dict]:
+def inference_datalist(
+    input_path: str | os.PathLike, extensions: Sequence[str], split: str = "test", check_files: bool = True
+) -> list[dict]:
     """Cases to run inference on: a datalist JSON (labels optional) or a folder of images.
 
     Args:
         input_path: a ``.json`` datalist or a folder.
         extensions: image file endings accepted in a folder.
         split: the datalist split to read.
+        check_files: check that every image of a datalist exists (False: a missing file is reported by the case
+            that loads it, see ``fail_fast`` in ``configs/inference.json``).
     """
     path = Path(input_path).expanduser()
     if path.suffix.lower() == ".json":
-        return load_datalist(path, split=split, require_labels=False)
+        return load_datalist(path, split=split, require_labels=False, check_files=check_files)
     return folder_to_datalist(path, extensions)

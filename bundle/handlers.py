@@ -82,13 +82,19 @@ def case_name(item: Mapping, batch_item: Mapping | None, key: str) -> str:
 
 
 class PredictionsWriter:
-    """Write one row per case: case path, label (when known), class probabilities, threshold, prediction.
+    """Write one row per case: case path, label (when known), class probabilities, threshold, prediction, status.
 
     Attach to an evaluator whose postprocessing turns ``pred`` into probabilities ``[num_classes]``
     per case (``Activationsd(softmax=True)``). Files: ``<output_dir>/<name>.csv`` and ``.json``.
     ``prediction`` follows ``threshold`` (:func:`bundle.decision.decided_class`: class 1 when
     ``p[1] >= threshold``, argmax when it is None); the column ``threshold`` says which (empty in the CSV
     and null in the JSON for argmax).
+
+    The last two columns are ``status`` (``ok``, or ``failed`` for a case that could not be read or used) and
+    ``reason`` (empty, or one line naming the file, the problem and the transform). Failed cases come from
+    ``engine.state.failed_cases`` (:class:`bundle.case_errors.CaseReportingEvaluator`, inference with
+    ``fail_fast`` false) and keep their place in the dataset's order; their probabilities and prediction are
+    empty (null in the JSON).
 
     Args:
         output_dir: folder of the files (created).
@@ -126,6 +132,11 @@ class PredictionsWriter:
         self.extra_keys = tuple(extra_keys)
         self.rows: list[dict] = []
 
+    @property
+    def csv_path(self) -> Path:
+        """The CSV file written."""
+        return self.output_dir / f"{self.name}.csv"
+
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.STARTED, self._reset)
         engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect)
@@ -141,6 +152,8 @@ class PredictionsWriter:
             raise TypeError("PredictionsWriter needs decollated outputs (set decollate=True on the engine)")
         if not isinstance(batches, list):
             batches = [None] * len(outputs)
+        failed = sorted(getattr(engine.state, "failed_cases", None) or [], key=lambda f: f["position"])
+        start = len(self.rows)
         for item, batch_item in zip(outputs, batches):
             probs = np.asarray(_to_python(item[self.pred_key]), dtype=float).reshape(-1)
             names = self.class_names or [str(c) for c in range(len(probs))]
@@ -164,7 +177,14 @@ class PredictionsWriter:
                     if isinstance(value, list):  # drop the -1 padding of per-slice indices
                         value = [v for v in value if not (isinstance(v, int) and v < 0)]
                     row[key] = value
+            row["status"], row["reason"] = "ok", ""
             self.rows.append(row)
+        for record in failed:  # at their place in the batch among the good cases
+            row = {"case": record.get("case", "")}
+            if record.get("label") is not None:
+                row["label"] = int(np.asarray(_to_python(record["label"])).reshape(-1)[0])
+            row.update(status="failed", reason=record.get("reason", ""))
+            self.rows.insert(min(start + int(record["position"]), len(self.rows)), row)
 
     def write(self, engine: Engine | None = None) -> None:
         """Write the collected rows (CSV and JSON).
@@ -181,8 +201,14 @@ class PredictionsWriter:
             logger.warning("PredictionsWriter: no predictions to write")
             return
         columns: list[str] = []
-        for row in self.rows:
-            columns.extend(c for c in row if c not in columns)
+        for row in sorted(self.rows, key=lambda r: r.get("status") == "failed"):  # ok rows give the order
+            columns.extend(c for c in row if c not in columns and c not in ("status", "reason"))
+        columns += ["status", "reason"]
+        failed = 0
+        for i, row in enumerate(self.rows):
+            if row.get("status") == "failed":  # every column, empty ones null
+                self.rows[i] = {c: row.get(c, self.threshold if c == "threshold" else None) for c in columns}
+                failed += 1
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
@@ -192,6 +218,8 @@ class PredictionsWriter:
         csv_path = atomic_write(self.output_dir / f"{self.name}.csv", buf.getvalue())
         json_path = atomic_write(self.output_dir / f"{self.name}.json", json.dumps(self.rows, indent=2) + "\n")
         logger.info(f"wrote {len(self.rows)} predictions to {csv_path} and {json_path}")
+        if failed:
+            logger.warning(f"{failed} of {len(self.rows)} case(s) failed (status 'failed', reason in {csv_path})")
 
 
 class MetricsWriter:

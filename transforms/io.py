@@ -145,14 +145,26 @@ class LoadVolume(Transform):
     - any other folder: a DICOM series read by MONAI ``LoadImage`` with ``ITKReader`` (the first
       series found), ``[C, H, W, D]`` with the series' affine.
 
-    ``meta["filename_or_obj"]`` is the path. Every output is checked for NaN/inf values.
+    ``meta["filename_or_obj"]`` is the path. Every output is checked: it must hold voxels, have 2 or 3
+    spatial dimensions, and no NaN/inf values; ``spatial_dims`` and ``num_channels`` add checks.
+
+    Args:
+        spatial_dims: 2 or 3: the spatial dimensions every input must have (a 2-D image in a 3-D dataset is
+            an error, and the reverse); None (default): 2-D images and 3-D volumes are both accepted.
+        num_channels: the channels the model takes (``in_channels``); when given, a volume file (NIfTI, NRRD,
+            MetaImage) that stores a 4-D array ``[H, W, D, C]`` must have ``C`` 1 or ``num_channels`` (a
+            4-D time series or vector image would otherwise be read as ``C`` channels and turned grey).
+            2-D colour images and folders of colour slices keep their conversion by
+            :class:`transforms.EnsureChannels`. None (default): not checked.
 
     Raises:
         FileNotFoundError: the path does not exist.
         ValueError: unknown suffix (the message lists the supported ones), an empty folder, slices
             of different shapes in a folder, a file the reader cannot decode
             (``"<path>: cannot be read as <format>: <reader's error>"``, raised from the reader's
-            error), or NaN/inf values (``"<path>: contains <n> NaN/inf voxels"``).
+            error), an empty volume (``"<path>: empty image: no voxels ..."``), a wrong number of
+            dimensions, a 4-D volume file whose last axis is not ``num_channels``, or NaN/inf values
+            (``"<path>: contains <n> NaN/inf voxels"``). Every message starts with the path.
 
     Example::
 
@@ -163,7 +175,15 @@ class LoadVolume(Transform):
 
     backend = [TransformBackends.TORCH]
 
-    def __init__(self) -> None:
+    def __init__(self, spatial_dims: int | None = None, num_channels: int | None = None) -> None:
+        if spatial_dims is not None and (isinstance(spatial_dims, bool) or spatial_dims not in (2, 3)):
+            raise ValueError(f"spatial_dims must be 2, 3 or None (both accepted), got {spatial_dims!r}")
+        if num_channels is not None and (
+            isinstance(num_channels, bool) or not isinstance(num_channels, int) or num_channels < 1
+        ):
+            raise ValueError(f"num_channels must be a positive integer or None, got {num_channels!r}")
+        self.spatial_dims = spatial_dims
+        self.num_channels = num_channels
         self._loader = LoadImage(image_only=True, dtype=np.float32, ensure_channel_first=True)
         self._nibabel = NibabelReader()
         self._itk_reader: ITKReader | None = None  # made on first NRRD/MHA/DICOM use: NIfTI needs no itk
@@ -204,11 +224,43 @@ class LoadVolume(Transform):
                     f"{path}: unsupported file type '{suffix or path.name}'; supported suffixes are "
                     f"{', '.join(SUPPORTED_EXTENSIONS)}, a folder of 2D slices or a DICOM series folder."
                 )
+        self._check_shape(img, path)
         n_bad = int((~torch.isfinite(img)).sum())
         if n_bad:
             raise ValueError(f"{path}: contains {n_bad} NaN/inf voxels")
         img.meta[ImageMetaKey.FILENAME_OR_OBJ] = str(path)
         return img
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(spatial_dims={self.spatial_dims}, num_channels={self.num_channels})"
+
+    def _check_shape(self, img: MetaTensor, path: Path) -> None:
+        """Raise a ``ValueError`` naming ``path`` for an empty image or a wrong number of dimensions or channels."""
+        stored = img.meta.get(MetaKeys.SPATIAL_SHAPE)
+        stored = tuple(int(s) for s in np.asarray(stored).reshape(-1)) if stored is not None else tuple(img.shape[1:])
+        channel_axis = img.meta.get(MetaKeys.ORIGINAL_CHANNEL_DIM)
+        has_channel_axis = isinstance(channel_axis, (int, np.integer)) and not isinstance(channel_axis, bool)
+        if img.numel() == 0:
+            raise ValueError(f"{path}: empty image: no voxels (array shape {stored})")
+        rank = img.ndim - 1
+        if rank not in (2, 3):
+            raise ValueError(
+                f"{path}: {rank}-D array of shape {tuple(img.shape[1:])} (after the channel axis); expected a 2-D "
+                "image [H, W] or a 3-D volume [H, W, D]"
+            )
+        if self.spatial_dims is not None and rank != self.spatial_dims:
+            kind = "2-D image" if rank == 2 else "3-D volume"
+            raise ValueError(
+                f"{path}: {kind} of shape {tuple(img.shape[1:])} where {self.spatial_dims}-D inputs are expected "
+                f"(spatial_dims {self.spatial_dims}; null accepts both)"
+            )
+        channels = int(img.shape[0])
+        stored_4d = has_channel_axis and path.is_file() and _suffix(path) in VOLUME_EXTENSIONS
+        if self.num_channels is not None and stored_4d and channels not in (1, self.num_channels):
+            raise ValueError(
+                f"{path}: 4-D array {stored + (channels,)} read as a 3-D volume of {channels} channels, but the model "
+                f"takes {self.num_channels} (in_channels); store one 3-D volume [H, W, D] per file, or set in_channels"
+            )
 
     def _load_with_monai(self, path: Path, reader: NibabelReader | ITKReader, fmt: str) -> MetaTensor:
         try:
@@ -253,13 +305,29 @@ class LoadVolumed(MapTransform):
     Args:
         keys: keys of the paths to load (e.g. ``"image"``, ``"mask"``).
         allow_missing_keys: don't raise an exception if a key is missing.
+        spatial_dims: see :py:class:`LoadVolume` (None: 2-D and 3-D accepted).
+        num_channels: see :py:class:`LoadVolume` (None: not checked).
     """
 
     backend = LoadVolume.backend
 
-    def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False) -> None:
+    def __init__(
+        self,
+        keys: KeysCollection,
+        allow_missing_keys: bool = False,
+        spatial_dims: int | None = None,
+        num_channels: int | None = None,
+    ) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.loader = LoadVolume()
+        self.loader = LoadVolume(spatial_dims=spatial_dims, num_channels=num_channels)
+
+    def __repr__(self) -> str:
+        """``LoadVolumed(keys=('image',), ...)``: what MONAI's ``"applying transform ..."`` error shows."""
+        loader = self.loader
+        return (
+            f"{type(self).__name__}(keys={self.keys}, spatial_dims={loader.spatial_dims}, "
+            f"num_channels={loader.num_channels})"
+        )
 
     def __call__(self, data: Mapping[Hashable, str | PathLike]) -> dict[Hashable, MetaTensor]:
         d = dict(data)

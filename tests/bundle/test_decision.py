@@ -184,5 +184,5 @@ def test_predictions_follow_and_name_the_threshold(threshold, predictions, colum
     rows = json.loads((tmp_path / "predictions.json").read_text())
     assert [r["prediction"] for r in rows] == predictions and all(r["threshold"] == threshold for r in rows)
     csv_lines = (tmp_path / "predictions.csv").read_text().splitlines()
-    assert csv_lines[0] == "case,label,prob_normal,prob_cyst,threshold,prediction,predicted_class"
+    assert csv_lines[0] == "case,label,prob_normal,prob_cyst,threshold,prediction,predicted_class,status,reason"
     assert csv_lines[1].split(",")[4] == column

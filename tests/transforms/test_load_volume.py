@@ -326,3 +326,81 @@ def test_real_kermany_oct_jpeg(loader):
     assert out.shape == (1, height, width)
     assert 0.0 <= float(out.min()) <= float(out.max()) <= 255.0
     assert out.meta["filename_or_obj"] == str(path)
+
+
+# ------------------------------------------------------------------ shape checks (empty, dimensions, channels)
+def _nifti(path: Path, array: np.ndarray) -> Path:
+    nib.save(nib.Nifti1Image(array.astype(np.float32), np.eye(4)), str(path))
+    return path
+
+
+SHAPE_CASES = [
+    # name, array, LoadVolume arguments, expected error (None: loads, with this output shape)
+    ("empty.nii.gz", np.zeros((4, 0, 3)), {}, r"empty\.nii\.gz: empty image: no voxels \(array shape \(4, 0, 3\)\)$"),
+    ("flat.nii.gz", np.ones((4, 5)), {}, (1, 4, 5)),
+    (
+        "flat.nii.gz",
+        np.ones((4, 5)),
+        {"spatial_dims": 3},
+        r"flat\.nii\.gz: 2-D image of shape \(4, 5\) where 3-D inputs are expected "
+        r"\(spatial_dims 3; null accepts both\)$",
+    ),
+    ("vol.nii.gz", VOLUME, {"spatial_dims": 3, "num_channels": 1}, (1, 2, 3, 4)),
+    (
+        "vol.nii.gz",
+        VOLUME,
+        {"spatial_dims": 2},
+        r"vol\.nii\.gz: 3-D volume of shape \(2, 3, 4\) where 2-D inputs are expected",
+    ),
+    ("four.nii.gz", np.ones((2, 3, 4, 3)), {}, (3, 2, 3, 4)),  # not checked without num_channels
+    (
+        "four.nii.gz",
+        np.ones((2, 3, 4, 3)),
+        {"num_channels": 1},
+        r"four\.nii\.gz: 4-D array \(2, 3, 4, 3\) read as a 3-D volume of 3 channels, but the model takes 1 "
+        r"\(in_channels\); store one 3-D volume \[H, W, D\] per file, or set in_channels$",
+    ),
+    ("four.nii.gz", np.ones((2, 3, 4, 3)), {"num_channels": 3}, (3, 2, 3, 4)),
+    ("four1.nii.gz", np.ones((2, 3, 4, 1)), {"num_channels": 3}, (1, 2, 3, 4)),  # one channel: EnsureChannels repeats
+    (
+        "five.nii.gz",
+        np.ones((2, 3, 4, 2, 2)),
+        {},
+        r"five\.nii\.gz: \d-D array of shape .* expected a 2-D image \[H, W\] or a 3-D volume \[H, W, D\]$",
+    ),
+]
+
+
+@pytest.mark.parametrize("name, array, kwargs, expected", SHAPE_CASES)
+def test_shape_checks(tmp_path, name, array, kwargs, expected):
+    path = _nifti(tmp_path / name, array)
+    if isinstance(expected, tuple):
+        assert LoadVolume(**kwargs)(path).shape == expected
+        return
+    with pytest.raises(ValueError, match=expected):
+        LoadVolume(**kwargs)(path)
+
+
+def test_rgb_picture_keeps_its_channels_with_num_channels(tmp_path):
+    # a 2-D colour image is converted later by EnsureChannels, not refused
+    path = tmp_path / "rgb.png"
+    Image.fromarray(np.stack([PICTURE] * 3, axis=-1)).save(path)
+    assert LoadVolume(spatial_dims=2, num_channels=1)(path).shape == (3, 2, 3)
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"spatial_dims": 4}, {"spatial_dims": True}, {"num_channels": 0}, {"num_channels": 1.5}]
+)
+def test_shape_check_arguments(kwargs):
+    with pytest.raises(ValueError, match="must be"):
+        LoadVolume(**kwargs)
+
+
+def test_readable_repr_in_monai_error(tmp_path):
+    # MONAI wraps a transform's error as "applying transform <repr>": the repr names the transform and its settings
+    from monai.transforms import Compose
+
+    with pytest.raises(RuntimeError, match=r"^applying transform LoadVolumed\(keys=\('image',\), spatial_dims=3, "
+                       r"num_channels=1\)$") as info:
+        Compose([LoadVolumed("image", spatial_dims=3, num_channels=1)])({"image": str(tmp_path / "absent.nii.gz")})
+    assert isinstance(info.value.__cause__, FileNotFoundError)
