@@ -146,6 +146,21 @@ def train_and_evaluate(
     return json.loads((bundle_root / "eval" / "metrics.json").read_text())
 
 
+def _evaluated_model_lines(bundle_root: Path, latest_run: Path | None) -> list[str]:
+    """Which run the evaluated ``models/model.pt`` comes from (its provenance), and whether it is this run's."""
+    from bundle.model_selection import provenance_path, read_provenance
+
+    model = bundle_root / "models" / "model.pt"
+    provenance = read_provenance(model)
+    if provenance is None:
+        return [f"evaluated model:      {model} (no provenance: {provenance_path(model).name} missing or outdated)"]
+    lines = [f"evaluated model:      run {provenance.get('run_name')} ({provenance.get('reason')})"]
+    run_dir = provenance.get("run_dir")
+    if latest_run is not None and (run_dir is None or Path(run_dir).resolve() != latest_run.resolve()):
+        lines.append(f"  not this run's model: {latest_run.name}'s model was not promoted and stays in its folder")
+    return lines
+
+
 def demo_summary(bundle_root: str | Path, metrics: Mapping[str, Any], minutes: float, tracking: bool) -> str:
     """The report printed at the end of the demo: test metrics and where its outputs are."""
     bundle_root = Path(bundle_root)
@@ -158,6 +173,7 @@ def demo_summary(bundle_root: str | Path, metrics: Mapping[str, Any], minutes: f
         f"accuracy {metrics['accuracy']:.3f}, F1 {metrics['f1']:.3f}",
         f"best checkpoint:      {bundle_root / 'models' / 'model.pt'}",
     ]
+    lines.extend(_evaluated_model_lines(bundle_root, runs[-1] if runs else None))
     if runs:
         lines.append(
             f"this run's folder:    {runs[-1]} (best model.pt, resumable checkpoint_*.pt, "

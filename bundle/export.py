@@ -10,7 +10,10 @@ preprocessing. :func:`export_torchscript` merges the files first, so ``model.ts`
 - ``extra/metadata.json``: ``configs/metadata.json`` (MONAI's ``save_net_with_metadata``), plus
   ``"decision"``: the model's decision threshold (:mod:`bundle.decision`: the sidecar
   ``model.decision.json`` of the checkpoint when ``decision_threshold`` is ``"auto"``, a configured number,
-  or null for argmax), which the MONAI Deploy app applies (:func:`bundle.decision.archive_decision`);
+  or null for argmax), which the MONAI Deploy app applies (:func:`bundle.decision.archive_decision`), and
+  ``"checkpoint"``: the file name and SHA-256 of the checkpoint the archive was built from
+  (``{"file": "model.pt", "sha256": ...}``). :func:`load_torchscript` logs a WARNING when the ``model.pt`` beside
+  the archive has another hash (:func:`checkpoint_mismatch`): the archive no longer matches the bundle's model;
 - ``extra/inference.json``: the merged inference config (``preprocessing``, ``inferer``,
   ``postprocessing``, ``network_def``, ``class_names``, ...), with ``overrides`` applied and no
   ``_meta_``, as MONAI Deploy's bundle operators and our own apps read it. Its ``decision_threshold`` is
@@ -25,6 +28,7 @@ checkpoint's. The ONNX export is in :mod:`bundle.export_onnx`.
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -39,6 +43,7 @@ __all__ = [
     "EXTRA_INFERENCE",
     "EXTRA_METADATA",
     "CheckedExport",
+    "checkpoint_mismatch",
     "export_checkpoint",
     "export_torchscript",
     "load_torchscript",
@@ -46,6 +51,8 @@ __all__ = [
 
 EXTRA_METADATA = "metadata.json"
 EXTRA_INFERENCE = "inference.json"
+
+logger = logging.getLogger(__name__)
 
 
 def export_torchscript(
@@ -56,6 +63,7 @@ def export_torchscript(
     overrides: Mapping[str, Any] | None = None,
     key_in_ckpt: str = "",
     decision_ckpt: str | Path | None = None,
+    source_ckpt: str | Path | None = None,
 ) -> Path:
     """Export ``network_def`` of the merged ``config_files`` with the weights of ``ckpt`` to ``output``.
 
@@ -71,6 +79,8 @@ def export_torchscript(
         key_in_ckpt: checkpoint entry holding the state dict (``""``: the file is the state dict).
         decision_ckpt: the checkpoint whose decision sidecar ``decision_threshold: "auto"`` embeds (default:
             ``ckpt``).
+        source_ckpt: the checkpoint whose name and SHA-256 the archive records as ``"checkpoint"`` (default:
+            ``decision_ckpt``, else ``ckpt``).
 
     Returns:
         ``output`` as a Path.
@@ -79,6 +89,8 @@ def export_torchscript(
         ValueError: a malformed decision sidecar or ``decision_threshold`` (naming it).
     """
     from monai.bundle import ckpt_export
+
+    from bundle.zoo_checks import sha256
 
     if not Path(ckpt).is_file():
         raise FileNotFoundError(f"checkpoint not found: {ckpt}")
@@ -93,11 +105,15 @@ def export_torchscript(
     )
     config["decision_threshold"] = None if decision is None else decision["threshold"]
     config["class_names"] = [str(c) for c in parser.get_parsed_content("class_names")]  # resolved (bundle.class_names)
+    source = Path(source_ckpt if source_ckpt is not None else decision_ckpt if decision_ckpt is not None else ckpt)
+    checkpoint = {"file": source.name, "sha256": sha256(source)}
     with tempfile.TemporaryDirectory() as tmp:
         merged = Path(tmp) / EXTRA_INFERENCE
         merged.write_text(json.dumps(config, indent=2))
         metadata = Path(tmp) / EXTRA_METADATA
-        metadata.write_text(json.dumps({**json.loads(Path(meta_file).read_text()), "decision": decision}, indent=2))
+        metadata.write_text(json.dumps(
+            {**json.loads(Path(meta_file).read_text()), "decision": decision, "checkpoint": checkpoint}, indent=2
+        ))
         ckpt_export(
             net_id="network_def",
             filepath=str(output),
@@ -109,8 +125,42 @@ def export_torchscript(
     return output
 
 
+def checkpoint_mismatch(archive: str | Path, metadata: Mapping[str, Any], ckpt: str | Path | None = None) -> str | None:
+    """Why the archive ``archive`` does not hold the checkpoint ``ckpt``; None when it does or cannot be told.
+
+    Compares the SHA-256 that the archive's metadata records (``"checkpoint"``, written by
+    :func:`export_torchscript`) with that of ``ckpt``.
+
+    Args:
+        archive: the TorchScript file (named in the message).
+        metadata: its ``extra/metadata.json``.
+        ckpt: the checkpoint it should hold; None: ``model.pt`` beside the archive.
+
+    Returns:
+        a message naming both files and both hashes; None when the archive records no hash (exported before
+        this was recorded) or there is no such checkpoint.
+    """
+    from bundle.zoo_checks import sha256
+
+    ckpt = Path(ckpt) if ckpt is not None else Path(archive).with_name("model.pt")
+    recorded = (metadata.get("checkpoint") or {}).get("sha256")
+    if not recorded or not ckpt.is_file():
+        return None
+    actual = sha256(ckpt)
+    if actual == recorded:
+        return None
+    built_from = metadata["checkpoint"].get("file", "?")
+    return (
+        f"{archive} was built from a checkpoint {built_from} with sha256 {recorded[:12]}, but {ckpt} has sha256 "
+        f"{actual[:12]}: the archive does not hold that model (export it again from {ckpt} if it should)"
+    )
+
+
 def load_torchscript(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict, dict]:
     """Load ``model.ts``; returns ``(module, metadata, inference_config)`` from the archive's extra files.
+
+    Logs a WARNING (:func:`checkpoint_mismatch`) when the ``model.pt`` beside the archive is not the checkpoint
+    the archive was built from.
 
     Raises:
         ValueError: naming the file when it lacks one of the two extra files (not made by
@@ -121,7 +171,11 @@ def load_torchscript(path: str | Path, map_location: str | torch.device = "cpu")
     missing = [name for name, text in extra.items() if not text]
     if missing:
         raise ValueError(f"{path} has no extra file(s) {missing}: export it with bundle.export.export_torchscript")
-    return module, json.loads(extra[EXTRA_METADATA]), json.loads(extra[EXTRA_INFERENCE])
+    metadata = json.loads(extra[EXTRA_METADATA])
+    mismatch = checkpoint_mismatch(path, metadata)
+    if mismatch:
+        logger.warning(mismatch)
+    return module, metadata, json.loads(extra[EXTRA_INFERENCE])
 
 
 class CheckedExport(NamedTuple):

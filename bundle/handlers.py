@@ -5,8 +5,9 @@
 - :class:`PredictionsWriter`: per-case probabilities, the decision threshold used and the predicted class
   as CSV and JSON.
 - :class:`MetricsWriter`: the engine's final metrics as JSON.
-- :class:`PromoteCheckpoint`: after a run completes, copy its best checkpoint (and its decision sidecar,
-  :mod:`bundle.decision`) to the bundle's ``models/`` folder (a failed run never touches it).
+- :class:`PromoteCheckpoint`: after a run completes, offer its kept model for promotion to the bundle's
+  ``models/`` folder (:func:`bundle.model_selection.promote_model`: when it beats the current model, or as
+  ``promote`` says; with its decision sidecar and provenance; a failed run never touches it).
 - :class:`MLflowRunExtras`: when the run is tracked with ``--tracking mlflow``, record the run's
   parameters and checkpoint in the same MLflow run, and mark the run failed when training raises.
 - :func:`share_mlflow_run`: hand the ``MLFlowHandler`` that ``--tracking mlflow`` adds to an engine to
@@ -27,7 +28,6 @@ import io
 import json
 import logging
 import os
-import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -37,9 +37,9 @@ import numpy as np
 import torch
 from ignite.engine import Engine, Events
 
-from bundle.decision import decided_class, decision_path
+from bundle.decision import decided_class
 from bundle.distributed import gather_in_order
-from bundle.reports import atomic_path, atomic_write
+from bundle.reports import atomic_write
 
 __all__ = [
     "PredictionsWriter",
@@ -253,45 +253,6 @@ class MetricsWriter:
         logger.info(f"metrics written to {self.path}: " + json.dumps(content, default=str))
 
 
-class PromoteCheckpoint:
-    """After the engine completes, copy ``source`` (the run's best checkpoint) to ``target``.
-
-    A run that raises never reaches COMPLETED, so it never replaces the model a previous run
-    promoted; the previous model also stays in its own run folder. The decision sidecar of ``source``
-    (``model.decision.json``, :func:`bundle.decision.decision_path`) is copied along to the sidecar of
-    ``target``; when ``source`` has none, a sidecar left at ``target`` by an earlier model is removed, so
-    that it is never applied to a model it was not chosen for.
-
-    Args:
-        source: checkpoint written during the run.
-        target: bundle path to copy it to (e.g. ``models/model.pt``).
-    """
-
-    def __init__(self, source: str | os.PathLike, target: str | os.PathLike) -> None:
-        self.source = Path(source)
-        self.target = Path(target)
-
-    def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.COMPLETED, self)
-
-    def __call__(self, engine: Engine) -> None:
-        if not self.source.is_file():
-            logger.warning(f"no checkpoint at {self.source} to promote (no validation ran?)")
-            return
-        self.target.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(self.target) as tmp:
-            shutil.copyfile(self.source, tmp)
-        logger.info(f"best checkpoint {self.source} promoted to {self.target}")
-        source, target = decision_path(self.source), decision_path(self.target)
-        if source.is_file():
-            with atomic_path(target) as tmp:
-                shutil.copyfile(source, tmp)
-            logger.info(f"decision {source} promoted to {target}")
-        elif target.is_file():
-            target.unlink()
-            logger.info(f"{self.source} has no decision file: removed the earlier model's {target} (argmax)")
-
-
 class MLflowRunUser:
     """Base of the handlers that log into the MLflow run of MONAI's ``MLFlowHandler`` (``--tracking mlflow``).
 
@@ -318,6 +279,128 @@ class MLflowRunUser:
     def open_mlflow_handlers(self) -> list[Any]:
         """The :attr:`mlflow_handlers` whose run is open (``cur_run`` set)."""
         return [handler for handler in self.mlflow_handlers if handler.cur_run is not None]
+
+
+class PromoteCheckpoint(MLflowRunUser):
+    """After the engine completes, offer ``source`` (the run's kept model) for promotion to ``target``.
+
+    :func:`bundle.model_selection.promote_model` decides with ``promote`` (``"better"``: only when this run's
+    validation metric beats the one recorded for the current model on the same validation data; ``"always"``;
+    ``"never"``), replaces ``target`` atomically under a lock, moves the decision sidecar
+    (``model.decision.json``, :func:`bundle.decision.decision_path`) with it, writes the provenance
+    ``model.provenance.json`` beside it, and logs what it decided and why.
+
+    A run that raises never reaches COMPLETED, so it never replaces the model a previous run promoted; the
+    previous model also stays in its own run folder.
+
+    What it records of this run's model: with ``validator`` (the validation evaluator), the key metric and epoch
+    of the validation whose model was kept: for ``keep_model="best"`` the last validation after which the
+    evaluator's key-metric saver (``BestModelSaver``) saved ``source`` (ignite's ``SAVED_CHECKPOINT`` event), for
+    ``"final"`` the validation of the last epoch (none when the last epoch was not validated); the validation
+    data's hash (:func:`bundle.model_selection.validation_data_hash` of ``datalist``'s ``split``); the run's
+    name, folder and MLflow run id (when ``--tracking mlflow`` attached an ``MLFlowHandler`` to the same engine,
+    see :class:`MLflowRunUser`; the outcome is then also set as the run's tags ``promotion`` and
+    ``promotion_reason``).
+
+    Multi-process: rank 0 only (``rank0_only_handlers``).
+
+    Args:
+        source: checkpoint written during the run.
+        target: bundle path to promote it to (e.g. ``models/model.pt``).
+        promote: ``"better"``, ``"always"`` or ``"never"`` (the ``promote`` option of ``configs/train.json``).
+        validator: the validation evaluator (``@validate#evaluator``); None: no metric is known, so ``"better"``
+            keeps an existing model.
+        keep_model: ``"best"`` or ``"final"`` (which model ``source`` is).
+        datalist: the run's datalist.
+        split: the validation split of ``datalist``.
+        run_name: the run's name (``@run_name``).
+        run_dir: the run's folder (``@run_dir``).
+        lock_timeout: seconds to wait for another run's promotion.
+
+    Attributes:
+        outcome: what :func:`bundle.model_selection.promote_model` returned (None before completion).
+    """
+
+    def __init__(
+        self,
+        source: str | os.PathLike,
+        target: str | os.PathLike,
+        promote: str = "better",
+        validator: Engine | None = None,
+        keep_model: str = "best",
+        datalist: str | os.PathLike | None = None,
+        split: str = "validation",
+        run_name: str | None = None,
+        run_dir: str | os.PathLike | None = None,
+        lock_timeout: float = 60.0,
+    ) -> None:
+        from bundle.model_selection import check_keep_model, check_promote
+
+        self.source = Path(source)
+        self.target = Path(target)
+        self.promote = check_promote(promote)
+        self.validator = validator
+        self.keep_model = check_keep_model(keep_model)
+        self.datalist = datalist
+        self.split = split
+        self.run_name = run_name
+        self.run_dir = run_dir
+        self.lock_timeout = lock_timeout
+        self.outcome: dict | None = None
+        self._saved: dict | None = None
+        self._last: dict | None = None
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.COMPLETED, self)
+        if self.validator is not None:
+            from ignite.handlers.checkpoint import CheckpointEvents
+
+            if not self.validator.has_registered_events(CheckpointEvents.SAVED_CHECKPOINT):
+                self.validator.register_events(*CheckpointEvents)
+            self.validator.add_event_handler(Events.EPOCH_COMPLETED, self._validated)
+            self.validator.add_event_handler(CheckpointEvents.SAVED_CHECKPOINT, self._model_saved)
+
+    def _validation(self, engine: Engine) -> dict:
+        name = getattr(engine.state, "key_metric_name", None)
+        value = engine.state.metrics.get(name) if name else None
+        return {"metric": {"name": name, "value": None if value is None else float(_to_python(value))},
+                "epoch": int(engine.state.epoch)}
+
+    def _validated(self, engine: Engine) -> None:
+        self._last = self._validation(engine)
+
+    def _model_saved(self, engine: Engine) -> None:
+        self._saved = self._validation(engine)
+
+    def _record(self, engine: Engine | None) -> dict:
+        from bundle.model_selection import validation_data_hash
+
+        validation = self._saved if self.keep_model == "best" else None
+        if self.keep_model == "final" and self._last is not None and engine is not None:
+            validation = self._last if self._last["epoch"] == engine.state.epoch else None
+        validation = validation or {"metric": {"name": None, "value": None}, "epoch": None}
+        handlers = self.open_mlflow_handlers()
+        return {
+            "run_name": self.run_name,
+            "run_dir": None if self.run_dir is None else str(self.run_dir),
+            "mlflow_run_id": handlers[0].cur_run.info.run_id if handlers else None,
+            "keep_model": self.keep_model,
+            **validation,
+            "validation": {
+                "datalist": None if self.datalist is None else str(self.datalist),
+                "split": self.split,
+                "sha256": None if self.datalist is None else validation_data_hash(self.datalist, self.split),
+            },
+        }
+
+    def __call__(self, engine: Engine | None) -> None:
+        from bundle.model_selection import promote_model
+
+        self.outcome = promote_model(self.source, self.target, self.promote, self._record(engine), self.lock_timeout)
+        for handler in self.open_mlflow_handlers():
+            run_id = handler.cur_run.info.run_id
+            handler.client.set_tag(run_id, "promotion", "promoted" if self.outcome["promoted"] else "kept")
+            handler.client.set_tag(run_id, "promotion_reason", self.outcome["reason"][:4000])
 
 
 def share_mlflow_run(handlers: Sequence[Any] | None) -> list[Any]:

@@ -12,13 +12,28 @@ The options of ``configs/train.json`` (defaults keep the behaviour of a run with
   validation set, an early model that calls every case negative can otherwise win and never be replaced).
 - ``early_stopping_patience`` (null: off): :class:`ValidationEarlyStopping` stops training when the key
   validation metric has not improved for that many validations (those from ``best_model_min_epoch`` on).
-  Ignite fires ``COMPLETED`` after a stop, so the kept model is promoted and ``checkpoint_final.pt`` written.
+  Ignite fires ``COMPLETED`` after a stop, so the kept model is offered for promotion and ``checkpoint_final.pt``
+  written.
+- ``promote`` (``"better"``): whether the kept model replaces the bundle's current model ``models/model.pt``
+  (:func:`promote_model`, run by ``bundle.handlers.PromoteCheckpoint`` when training completes): ``"better"``
+  only when its validation metric beats the one recorded for the current model on the same validation data,
+  ``"always"``, or ``"never"``. The promoted model's provenance is written beside it
+  (``models/model.provenance.json``, :func:`provenance_path`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime
+import errno
+import fcntl
+import hashlib
+import json
 import logging
 import os
+import shutil
+import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,18 +46,30 @@ from bundle.reports import atomic_path
 
 __all__ = [
     "KEEP_MODEL",
+    "PROMOTE",
+    "PROVENANCE_SUFFIX",
     "check_keep_model",
     "check_best_model_min_epoch",
     "check_early_stopping_patience",
+    "check_promote",
     "BestModelSaver",
     "FinalModelSaver",
     "ValidationEarlyStopping",
+    "model_lock",
+    "promote_model",
+    "provenance_path",
+    "read_provenance",
+    "validation_data_hash",
 ]
 
 logger = logging.getLogger(__name__)
 
 #: values of the ``keep_model`` option
 KEEP_MODEL = ("best", "final")
+#: values of the ``promote`` option
+PROMOTE = ("better", "always", "never")
+#: the provenance of ``model.pt`` is ``model`` + this suffix, in the same folder
+PROVENANCE_SUFFIX = ".provenance.json"
 
 
 def _is_int(value: Any) -> bool:
@@ -81,6 +108,18 @@ def check_early_stopping_patience(patience: int | None) -> int | None:
     if patience is not None and (not _is_int(patience) or patience < 1):
         raise ValueError(f"early_stopping_patience must be null (off) or an integer >= 1, got {patience!r}")
     return patience
+
+
+def check_promote(promote: str) -> str:
+    """``promote`` if it is one of :data:`PROMOTE`.
+
+    Raises:
+        ValueError: any other value (the message names the key, the value and the allowed ones).
+    """
+    if promote not in PROMOTE:
+        allowed = ", ".join(repr(v) for v in PROMOTE)
+        raise ValueError(f"promote must be one of {allowed}, got {promote!r}")
+    return promote
 
 
 class BestModelSaver(CheckpointSaver):
@@ -214,3 +253,248 @@ class ValidationEarlyStopping:
                 f"validations (patience {self.patience}); best {name} {self._stopping.best_score:.4f} at epoch "
                 f"{self.best_epoch}"
             )
+
+
+def provenance_path(ckpt_path: str | os.PathLike) -> Path:
+    """The provenance of a checkpoint: ``models/model.pt`` -> ``models/model.provenance.json``."""
+    path = Path(ckpt_path)
+    return path.with_name((path.stem if path.suffix else path.name) + PROVENANCE_SUFFIX)
+
+
+def validation_data_hash(datalist: str | os.PathLike, split: str = "validation") -> str | None:
+    """SHA-256 of the entries of one split of a datalist, as a run reads them; None when it cannot be read.
+
+    The entries come from :func:`bundle.datalist.load_datalist` (image paths made absolute, labels as integers,
+    every other key as written), serialised as JSON with sorted keys. The images are not read: data regenerated
+    under the same file names and labels has the same hash.
+
+    Args:
+        datalist: path of the datalist JSON file.
+        split: the split (the validation split of a training run).
+    """
+    from bundle.datalist import load_datalist
+
+    try:
+        entries = load_datalist(datalist, split, require_labels=False, check_files=False)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    text = json.dumps(entries, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@contextlib.contextmanager
+def model_lock(target: str | os.PathLike, timeout: float = 60.0, poll: float = 0.1) -> Iterator[Path]:
+    """Hold the promotion lock of ``target`` (an exclusive ``fcntl.flock`` on ``.<name>.lock`` beside it).
+
+    Only one process at a time decides on and replaces a bundle model. The lock is released when the block ends
+    or the process dies (the lock file itself stays, empty).
+
+    Args:
+        target: the bundle model (``models/model.pt``); its folder is created.
+        timeout: seconds to wait for another process's lock.
+        poll: seconds between attempts.
+
+    Yields:
+        the lock file.
+
+    Raises:
+        TimeoutError: when another process held the lock for ``timeout`` seconds (the message names the file).
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    lock = target.with_name(f".{target.name}.lock")
+    deadline = time.monotonic() + timeout
+    with open(lock, "a+") as handle:
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as err:
+                if err.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise TimeoutError(
+                        f"{target} is locked by another process ({lock}) for more than {timeout:g} s: another run "
+                        f"is promoting a model there; wait for it to finish and promote again, or train with "
+                        f"promote 'never'"
+                    ) from None
+                time.sleep(poll)
+        try:
+            yield lock
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def read_provenance(ckpt_path: str | os.PathLike) -> dict | None:
+    """The provenance recorded for the model ``ckpt_path`` (:func:`provenance_path`), when it describes that file.
+
+    Returns:
+        the provenance, or None when there is no provenance file, it is not a JSON object, or its ``sha256`` is
+        not the checkpoint's (the model was replaced by other means since).
+    """
+    from bundle.zoo_checks import sha256
+
+    path, ckpt = provenance_path(ckpt_path), Path(ckpt_path)
+    if not path.is_file() or not ckpt.is_file():
+        return None
+    try:
+        provenance = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(provenance, dict) or provenance.get("sha256") != sha256(ckpt):
+        return None
+    return provenance
+
+
+def _metric_text(record: Mapping[str, Any] | None) -> str:
+    """``auroc 0.9125 (epoch 7)`` of a provenance record; ``no validation metric`` without one."""
+    metric = (record or {}).get("metric") or {}
+    if metric.get("value") is None:
+        return "no validation metric"
+    epoch = (record or {}).get("epoch")
+    return f"{metric.get('name')} {float(metric['value']):.4f}" + (f" (epoch {epoch})" if epoch is not None else "")
+
+
+def _comparable(new: Mapping[str, Any], current: Mapping[str, Any]) -> str | None:
+    """Why the metrics of ``new`` and ``current`` cannot be compared; None when they can."""
+    new_metric, old_metric = new.get("metric") or {}, current.get("metric") or {}
+    if new_metric.get("name") != old_metric.get("name"):
+        return f"the metrics differ ({new_metric.get('name')} vs the current model's {old_metric.get('name')})"
+    new_data, old_data = new.get("validation") or {}, current.get("validation") or {}
+    if new_data.get("sha256") is None or new_data.get("sha256") != old_data.get("sha256"):
+        return (
+            f"the validation data differ ({new_data.get('datalist')} split {new_data.get('split')!r}, hash "
+            f"{str(new_data.get('sha256'))[:12]} vs the current model's {old_data.get('datalist')} split "
+            f"{old_data.get('split')!r}, hash {str(old_data.get('sha256'))[:12]})"
+        )
+    return None
+
+
+def _decide(new: Mapping[str, Any], target: Path, promote: str) -> tuple[bool, str, int]:
+    """Whether ``new`` replaces the model at ``target``, the reason, and the log level of the reason."""
+    if not target.is_file():
+        return True, f"no current model at {target}", logging.INFO
+    current = read_provenance(target)
+    current_text = "the current model's " + (
+        f"{_metric_text(current)} (run {current.get('run_name')})" if current else "metric (none recorded)"
+    )
+    if promote == "always":
+        return True, f"promote 'always' (this run's {_metric_text(new)}, {current_text})", logging.INFO
+    if current is None:
+        return True, (
+            f"the current model has no provenance ({provenance_path(target).name} missing or not about this file): "
+            f"its metric is unknown, not comparable with this run's {_metric_text(new)}"
+        ), logging.WARNING
+    if (current.get("metric") or {}).get("value") is None:
+        return True, (
+            f"the current model has no recorded validation metric (run {current.get('run_name')}): not comparable "
+            f"with this run's {_metric_text(new)}"
+        ), logging.WARNING
+    if (new.get("metric") or {}).get("value") is None:
+        return False, (
+            f"this run's model has no validation metric to compare with {current_text} (promote 'always' "
+            "replaces it)"
+        ), logging.WARNING
+    why = _comparable(new, current)
+    if why is not None:
+        return True, f"the metrics are not comparable: {why}", logging.WARNING
+    value, best = float(new["metric"]["value"]), float(current["metric"]["value"])
+    name = new["metric"]["name"]
+    if value > best:
+        return True, f"validation {name} {value:.4f} beats {current_text}: {value:.4f} > {best:.4f}", logging.INFO
+    return False, (
+        f"this run's validation {name} {value:.4f} does not beat {current_text}: {value:.4f} <= {best:.4f} "
+        "(promote 'always' replaces it)"
+    ), logging.WARNING
+
+
+def promote_model(
+    source: str | os.PathLike,
+    target: str | os.PathLike,
+    promote: str = "better",
+    record: Mapping[str, Any] | None = None,
+    lock_timeout: float = 60.0,
+) -> dict[str, Any]:
+    """Replace the bundle model ``target`` with the run's model ``source`` when ``promote`` says so.
+
+    Under :func:`model_lock`, with ``promote``:
+
+    - ``"better"``: replace it when there is none; when this run's validation metric is greater than the one
+      recorded in the current model's provenance (same metric name, same validation data: the
+      :func:`validation_data_hash` of the split); with a WARNING that says why, when there is nothing to compare
+      with (no provenance for the current file, or one without a metric) or the two cannot be compared (another
+      metric, other validation data). Keep it, with a WARNING, when this run's metric is equal or lower, or when
+      this run has none and the current model has one;
+    - ``"always"``: replace it;
+    - ``"never"``: leave it (no lock taken).
+
+    Replacing copies ``source`` to a temporary file beside ``target`` and renames it (``os.replace``), does the
+    same with the decision sidecar (:func:`bundle.decision.decision_path`; a sidecar of the old model is removed
+    when ``source`` has none), then writes the provenance (:func:`provenance_path`): ``record`` plus the file's
+    ``sha256``, ``source``, ``promote``, the ``reason``, the replaced model's summary, the code commit
+    (:func:`bundle.reports.code_state`) and the time. The decision and its reason are logged.
+
+    Args:
+        source: the run's kept model (``<run_dir>/model.pt``).
+        target: the bundle model (``models/model.pt``).
+        promote: one of :data:`PROMOTE`.
+        record: what is known of the run's model: ``run_name``, ``run_dir``, ``mlflow_run_id``, ``metric``
+            (``{"name", "value"}``; value None: not validated), ``epoch``, ``validation`` (``{"datalist",
+            "split", "sha256"}``).
+        lock_timeout: seconds to wait for another process's promotion (:func:`model_lock`).
+
+    Returns:
+        ``{"promoted": bool, "reason": str}`` (``promoted`` False also when ``source`` does not exist).
+
+    Raises:
+        ValueError: an unknown ``promote``.
+        TimeoutError: the lock was held by another process for ``lock_timeout`` seconds.
+    """
+    from bundle.decision import decision_path
+    from bundle.reports import atomic_write, code_state
+    from bundle.zoo_checks import sha256
+
+    promote = check_promote(promote)
+    source, target = Path(source), Path(target)
+    new = dict(record or {})
+    if not source.is_file():
+        logger.warning(f"no checkpoint at {source} to promote (no validation ran?)")
+        return {"promoted": False, "reason": f"no checkpoint at {source}"}
+    if promote == "never":
+        reason = f"promote 'never': {target} left as it is; this run's model stays in {source}"
+        logger.info(reason)
+        return {"promoted": False, "reason": reason}
+    with model_lock(target, lock_timeout):
+        promoted, reason, level = _decide(new, target, promote)
+        if not promoted:
+            logger.log(level, f"kept the current model {target}: {reason}; this run's model stays in {source}")
+            return {"promoted": False, "reason": reason}
+        previous = read_provenance(target)
+        if previous is None and target.is_file():
+            previous = {"sha256": sha256(target)}
+        digest = sha256(source)
+        with atomic_path(target) as tmp:
+            shutil.copyfile(source, tmp)
+        new_decision, old_decision = decision_path(source), decision_path(target)
+        if new_decision.is_file():
+            with atomic_path(old_decision) as tmp:
+                shutil.copyfile(new_decision, tmp)
+        elif old_decision.is_file():
+            old_decision.unlink()
+            logger.info(f"{source} has no decision file: removed the earlier model's {old_decision} (argmax)")
+        provenance = {
+            "model": target.name,
+            "sha256": digest,
+            "source": str(source),
+            **new,
+            "promote": promote,
+            "reason": reason,
+            "replaced": None if not previous else {
+                key: previous.get(key) for key in ("run_name", "sha256", "metric", "epoch", "promoted_at")
+            },
+            "code": code_state(),
+            "promoted_at": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        }
+        atomic_write(provenance_path(target), json.dumps(provenance, indent=2, default=str) + "\n")
+    logger.log(level, f"promoted {source} to {target}: {reason}")
+    return {"promoted": True, "reason": reason}

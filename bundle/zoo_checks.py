@@ -8,8 +8,12 @@ included), not the repository's or an installed copy: required files, version in
 configs parse, the code imports from the package, ``verify_metadata`` against a schema, the inference
 workflow's properties, ``verify_net_in_out`` (``network_volume_def``), ``ckpt_export`` (same logits as
 ``model.pt`` and ``model.ts``), the decision threshold (the one ``inference.json`` resolves from
-``models/model.decision.json`` is the one ``model.ts`` carries), ``large_files.yml`` (each file downloaded
-from its URL and hash-checked into a scratch folder), ``ruff`` lint of the package's code.
+``models/model.decision.json`` is the one ``model.ts`` carries), the checkpoint hashes (``model.ts`` records the
+SHA-256 of the ``model.pt`` it was built from: a WARNING when they differ), ``large_files.yml`` (each file
+downloaded from its URL and hash-checked into a scratch folder), ``ruff`` lint of the package's code.
+Before starting that process, :func:`check_package` warns when the checkpoint the package was built from
+(``built_from`` in the package's ``models/model.provenance.json``) has changed since
+(:func:`source_checkpoint_mismatch`).
 """
 
 from __future__ import annotations
@@ -29,7 +33,16 @@ from typing import Any
 
 from bundle.config import build_network
 
-__all__ = ["CHECKS", "CODE_PACKAGES", "REQUIRED_FILES", "check_package", "run_checks", "sha256"]
+__all__ = [
+    "CHECKS",
+    "CODE_PACKAGES",
+    "REQUIRED_FILES",
+    "Warned",
+    "check_package",
+    "run_checks",
+    "sha256",
+    "source_checkpoint_mismatch",
+]
 
 
 #: the packages the configs import, copied into the package
@@ -43,6 +56,10 @@ def sha256(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+class Warned(str):
+    """What a check returns when it passed with a warning (printed as ``WARN``; not a failure)."""
 
 
 REQUIRED_FILES = (
@@ -192,6 +209,53 @@ def _check_decision(bundle: Path, **_: Any) -> str:
     return f"threshold {threshold:.4g} in inference.json and model.ts"
 
 
+def _check_checkpoint_hashes(bundle: Path, **_: Any) -> str:
+    from bundle.export import checkpoint_mismatch, load_torchscript
+
+    _, metadata, _ = load_torchscript(bundle / "models" / "model.ts")
+    mismatch = checkpoint_mismatch(bundle / "models" / "model.ts", metadata, bundle / "models" / "model.pt")
+    if mismatch:
+        return Warned(mismatch)
+    if not (metadata.get("checkpoint") or {}).get("sha256"):
+        return Warned("model.ts records no checkpoint hash (exported before it was recorded)")
+    return "model.ts records the sha256 of models/model.pt"
+
+
+def source_checkpoint_mismatch(bundle: str | Path, repo: str | Path | None = None) -> str | None:
+    """Why the package ``bundle`` no longer matches the checkpoint it was built from; None when it does.
+
+    The package's ``models/model.provenance.json`` records ``built_from`` (path, relative to the repository
+    when inside it, and SHA-256 of the checkpoint given to :func:`bundle.zoo_package.build_package`).
+
+    Args:
+        bundle: the package folder.
+        repo: the repository relative paths are resolved against (default: this module's repository).
+
+    Returns:
+        a message naming both files when that checkpoint exists and has another hash now; else None.
+    """
+    from bundle.config import REPO
+
+    try:
+        provenance = json.loads((Path(bundle) / "models" / "model.provenance.json").read_text(encoding="utf-8"))
+        record = provenance.get("built_from") or {}
+    except (OSError, ValueError, AttributeError):
+        return None
+    path, recorded = record.get("path"), record.get("sha256")
+    if not path or not recorded:
+        return None
+    source = Path(path) if Path(path).is_absolute() else Path(repo if repo is not None else REPO) / path
+    if not source.is_file():
+        return None
+    actual = sha256(source)
+    if actual == recorded:
+        return None
+    return (
+        f"the package {bundle} was built from {source} with sha256 {recorded[:12]}, but {source} now has sha256 "
+        f"{actual[:12]}: the package no longer holds that model (build it again to ship the current one)"
+    )
+
+
 def _check_large_files(bundle: Path, **_: Any) -> str:
     from monai.bundle.scripts import download_large_files
 
@@ -231,6 +295,7 @@ CHECKS: dict[str, Callable[..., str]] = {
     "verify_net_in_out": _check_net_in_out,
     "ckpt_export": _check_export,
     "decision threshold": _check_decision,
+    "checkpoint hashes": _check_checkpoint_hashes,
     "large_files.yml": _check_large_files,
     "lint": _check_lint,
 }
@@ -255,7 +320,8 @@ def run_checks(bundle: str | Path, schema: str | None = None, skip: Sequence[str
             failures += 1
             print(f"  FAIL  {name}: {type(err).__name__}: {err}", flush=True)
         else:
-            print(f"  ok    {name}: {detail} ({time.perf_counter() - start:.1f} s)", flush=True)
+            status = "WARN" if isinstance(detail, Warned) else "ok  "
+            print(f"  {status}  {name}: {detail} ({time.perf_counter() - start:.1f} s)", flush=True)
     return failures
 
 
@@ -269,9 +335,13 @@ def check_package(bundle: str | Path, schema: str | None = None, skip: Sequence[
         skip: names of checks (keys of :data:`CHECKS`) to leave out.
 
     Returns:
-        True when all ran and passed (one line per check is printed).
+        True when all ran and passed (one line per check is printed; a WARNING line first when the checkpoint
+        the package was built from has changed since, :func:`source_checkpoint_mismatch`).
     """
     bundle = Path(bundle).resolve()
+    mismatch = source_checkpoint_mismatch(bundle)
+    if mismatch:
+        print(f"  WARN  built from: {mismatch}", flush=True)
     if schema not in (None, "download"):
         schema = str(Path(schema).resolve())
     # The package first on PYTHONPATH: the child imports `bundle` (this module, the checks, the configs' code)

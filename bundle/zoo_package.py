@@ -13,8 +13,12 @@ folder ``<name>/``, as ``monai.bundle.download`` expects) hold:
   (``['configs/common.json','configs/train.json', ...]``) give the same configuration in the package;
 - ``models/model.pt`` (the state dict of the checkpoint, loaded strictly into ``network_def``),
   ``models/model.decision.json`` (the checkpoint's decision threshold, :mod:`bundle.decision`, when it has
-  one: evaluation and inference in the package use it) and ``models/model.ts`` (TorchScript carrying
-  ``metadata.json`` with the decision, and the merged ``inference.json``);
+  one: evaluation and inference in the package use it), ``models/model.ts`` (TorchScript carrying
+  ``metadata.json`` with the decision and the SHA-256 of ``models/model.pt``, and the merged ``inference.json``)
+  and ``models/model.provenance.json``: the SHA-256 of ``models/model.pt``, ``built_from`` (the checkpoint given,
+  by its path relative to the repository when inside it, and its SHA-256: ``bundle.zoo_checks`` warns when that
+  file has changed since) and, when that checkpoint is a promoted model, what its provenance says of the run
+  (run name, MLflow run id, metric, epoch, validation data hash, code commit; not its local paths);
 - ``large_files.yml``: path, URL and SHA-256 of both weight files (the weights are also copied to
   ``<output-dir>/<name>_v<version>_weights/`` for upload);
 - the code the configs import (``networks/``, ``transforms/``, ``bundle/``), ``scripts/`` (without the
@@ -37,6 +41,7 @@ from typing import Any
 
 from bundle.config import REPO, build_network, config_parser, load_weights, merged_config
 from bundle.decision import decision_path, load_decision, save_decision
+from bundle.reports import display_path
 from bundle.zoo_checks import CODE_PACKAGES, check_package, sha256
 
 __all__ = ["DEFAULT_NAME", "FLAT_CONFIGS", "build_package", "make_package", "write_zip"]
@@ -81,6 +86,27 @@ def _describe_network_io(meta_file: Path, parser: Any) -> None:
             output["num_channels"] = len(classes)
             output["channel_def"] = classes
     meta_file.write_text(json.dumps(meta, indent=4) + "\n")
+
+
+#: what the package's provenance keeps of a promoted checkpoint's provenance (no local paths)
+_PROVENANCE_KEYS = ("run_name", "mlflow_run_id", "keep_model", "metric", "epoch", "code", "promoted_at")
+
+
+def _write_provenance(models: Path, ckpt: Path, repo: Path) -> None:
+    """``models/model.provenance.json`` of the package: its model.pt's hash and the checkpoint it was built from."""
+    from bundle.model_selection import provenance_path, read_provenance
+
+    source = read_provenance(ckpt) or {}
+    validation = source.get("validation") or {}
+    provenance = {
+        "model": "model.pt",
+        "sha256": sha256(models / "model.pt"),
+        "built_from": {"path": display_path(ckpt, repo), "sha256": sha256(ckpt)},
+        **{key: source[key] for key in _PROVENANCE_KEYS if key in source},
+    }
+    if validation:
+        provenance["validation"] = {"split": validation.get("split"), "sha256": validation.get("sha256")}
+    provenance_path(models / "model.pt").write_text(json.dumps(provenance, indent=2, default=str) + "\n")
 
 
 def build_package(
@@ -166,6 +192,7 @@ def build_package(
     torch.save(network.state_dict(), models / "model.pt")
     if decision_path(ckpt).is_file():  # the decision threshold chosen for this checkpoint (checked when read)
         save_decision(load_decision(ckpt), models / "model.pt")
+    _write_provenance(models, ckpt, repo)
     _describe_network_io(stage / "configs" / "metadata.json", parser)
     config = stage / "configs"
     export_torchscript(models / "model.pt", models / "model.ts", [config / "inference.json"], config / "metadata.json")

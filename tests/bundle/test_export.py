@@ -110,3 +110,31 @@ def test_export_onnx_and_verify_onnx(tmp_path):
     assert path == Path(tmp_path / "sub" / "model.onnx")
     assert [i.name for i in onnx.load(str(path)).graph.input] == ["image", "mask"]
     assert verify_onnx(path, network, [1, 4, 1, 32, 32], with_mask=True) < 1e-4
+
+
+def test_archive_records_its_checkpoint_and_warns_when_model_pt_changes(tmp_path, caplog):
+    from bundle.export import checkpoint_mismatch
+    from bundle.zoo_checks import sha256
+
+    network, _ = build_network(INFERENCE, SMALL)
+    models = tmp_path / "models"
+    models.mkdir()
+    torch.save(network.state_dict(), models / "model.pt")
+    built_from = sha256(models / "model.pt")
+    result = export_checkpoint(models / "model.pt", models / "model.ts", INFERENCE, CONFIGS / "metadata.json", SMALL)
+    assert result.metadata["checkpoint"] == {"file": "model.pt", "sha256": built_from}
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="bundle.export"):
+        load_torchscript(models / "model.ts")
+    assert [r for r in caplog.record_tuples if r[0] == "bundle.export"] == []
+    torch.save({k: v + 1 for k, v in network.state_dict().items()}, models / "model.pt")  # a newer model promoted
+    now = sha256(models / "model.pt")
+    message = (f"{models / 'model.ts'} was built from a checkpoint model.pt with sha256 {built_from[:12]}, but "
+               f"{models / 'model.pt'} has sha256 {now[:12]}: the archive does not hold that model (export it again "
+               f"from {models / 'model.pt'} if it should)")
+    with caplog.at_level("WARNING", logger="bundle.export"):
+        load_torchscript(models / "model.ts")  # still loads: a warning, not an error
+    assert [r for r in caplog.record_tuples if r[0] == "bundle.export"] == [("bundle.export", 30, message)]
+    assert checkpoint_mismatch(models / "model.ts", result.metadata) == message
+    assert checkpoint_mismatch(models / "model.ts", result.metadata, tmp_path / "absent.pt") is None
+    assert checkpoint_mismatch(models / "model.ts", {"decision": None}) is None  # an archive from before the record

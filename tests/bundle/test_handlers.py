@@ -128,10 +128,12 @@ def test_share_mlflow_run_hands_the_tracking_handlers_to_their_users(tmp_path):
     from monai.utils import path_to_sqlite_uri
 
     extras = MLflowRunExtras(params={"lr": 0.1}, artifacts=[tmp_path / "absent.pt"])
-    promote = PromoteCheckpoint(tmp_path / "a.pt", tmp_path / "b.pt")
+    promote = PromoteCheckpoint(tmp_path / "a.pt", tmp_path / "b.pt")  # logs its outcome as tags of the run
+    metrics = MetricsWriter(tmp_path)  # not a user of the run
     tracker = MLFlowHandler(tracking_uri=path_to_sqlite_uri(str(tmp_path / "mlruns.db")))
-    assert share_mlflow_run([extras, promote, tracker]) == [extras, promote, tracker]
-    assert extras.mlflow_handlers == [tracker] and not hasattr(promote, "mlflow_handlers")
+    assert share_mlflow_run([extras, promote, metrics, tracker]) == [extras, promote, metrics, tracker]
+    assert extras.mlflow_handlers == [tracker] and promote.mlflow_handlers == [tracker]
+    assert not hasattr(metrics, "mlflow_handlers")
     assert share_mlflow_run(None) == []
 
     untracked = MLflowRunExtras(params={"lr": 0.1})  # no MLFlowHandler: nothing to log into, no error

@@ -140,7 +140,8 @@ def test_tracked_training_logs_validation_overlays(tiny_dataset, bundle_root):
     overrides = {"bundle_root": str(bundle_root), "dataset_dir": str(tiny_dataset), **TINY, **TINY_TRAIN}
     overrides["run_stamp"] = "ov"
     run_workflow(TRAIN, "train", overrides, "mlflow")
-    written = sorted(p.name for p in (bundle_root / "runs" / "ov" / "overlays" / "epoch_001").iterdir())
+    epoch_1 = bundle_root / "runs" / "train_synthetic_oct_ov" / "overlays" / "epoch_001"
+    written = sorted(p.name for p in epoch_1.iterdir())
     validation = json.loads((tiny_dataset / "datalist.json").read_text())["validation"]
     positives = [Path(c["image"]).name[: -len(".nii.gz")] for c in validation if c["label"] == 1][:2]
     assert written == sorted(f"{p}_montage.png" for p in positives)

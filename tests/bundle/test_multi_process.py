@@ -71,8 +71,8 @@ def test_two_processes_train_and_evaluate_on_cpu(tiny_dataset, bundle_root, tmp_
     assert log.count("Epoch[1] Metrics -- ") == 1 and log.count("Current learning rate") == 1
 
     # one set of checkpoints, written by rank 0; the best model promoted
-    run_dir = bundle_root / "runs" / "mp"
-    assert sorted(p.name for p in bundle_root.joinpath("runs").iterdir()) == ["mp"]
+    run_dir = bundle_root / "runs" / "train_synthetic_oct_mp"
+    assert sorted(p.name for p in bundle_root.joinpath("runs").iterdir()) == ["train_synthetic_oct_mp"]
     assert sorted(p.name for p in run_dir.glob("*.pt")) == ["checkpoint_epoch=1.pt", "checkpoint_final.pt", "model.pt"]
     assert (bundle_root / "models" / "model.pt").read_bytes() == (run_dir / "model.pt").read_bytes()
     resumable = torch.load(run_dir / "checkpoint_final.pt", weights_only=False)
@@ -124,7 +124,7 @@ def test_two_processes_train_and_evaluate_on_cpu(tiny_dataset, bundle_root, tmp_
     predictions = json.loads((bundle_root / "eval" / "predictions.json").read_text())
     assert metrics["num_cases"] == 3 and len(predictions) == 3
     _, runs = _runs(bundle_root)
-    assert sorted(r.info.run_name for r in runs) == ["evaluate_mp", "train_mp"]
+    assert sorted(r.info.run_name for r in runs) == ["evaluate_synthetic_oct_mp", "train_synthetic_oct_mp"]
 
     # the same numbers as one process evaluating the whole split, rows in the datalist's order
     single = bundle_root / "single"

@@ -168,13 +168,13 @@ def test_early_stopping_stops_and_still_promotes(tiny_dataset, bundle_root):
     assert trainer.state.epoch == 2  # validation 1 sets the best, validation 2 does not improve on it
     assert ("early stopping at epoch 2: validation auroc has not improved for 1 validations (patience 1); best "
             "auroc 0.5000 at epoch 1") in messages
-    run_dir = bundle_root / "runs" / "stop"
+    run_dir = bundle_root / "runs" / "train_synthetic_oct_stop"
     assert (run_dir / "checkpoint_final.pt").is_file()  # COMPLETED fired after the stop
     assert (bundle_root / "models" / "model.pt").read_bytes() == (run_dir / "model.pt").read_bytes()
     trainer_state = torch.load(run_dir / "checkpoint_final.pt", weights_only=False)["trainer"]
     assert trainer_state["iteration"] == 2 * trainer_state["epoch_length"]  # saved at the end of epoch 2
     _, runs = _mlflow_runs(bundle_root)
-    run = next(r for r in runs if r.info.run_name == "train_stop")
+    run = next(r for r in runs if r.info.run_name == "train_synthetic_oct_stop")
     assert run.info.status == "FINISHED"
     assert {k: run.data.params[k] for k in ("warmup_epochs", "early_stopping_patience", "best_model_min_epoch",
                                             "keep_model")} == {"warmup_epochs": "0", "early_stopping_patience": "1",
@@ -193,7 +193,7 @@ def test_best_model_min_epoch_keeps_a_later_model(tiny_dataset, bundle_root):
     """Only the validation of epoch 3, the last, is a candidate: the kept model is the final one."""
     overrides = _overrides(bundle_root, tiny_dataset, epochs=3, best_model_min_epoch=3, run_stamp="min3")
     _, messages = _run_logged(overrides)
-    run_dir = bundle_root / "runs" / "min3"
+    run_dir = bundle_root / "runs" / "train_synthetic_oct_min3"
     for epoch in (1, 2):
         assert (f"validation epoch {epoch} is before best_model_min_epoch 3: not a candidate for the best model"
                 in messages)
@@ -204,7 +204,7 @@ def test_best_model_min_epoch_keeps_a_later_model(tiny_dataset, bundle_root):
 def test_keep_model_final_promotes_the_final_model(tiny_dataset, bundle_root):
     overrides = _overrides(bundle_root, tiny_dataset, epochs=2, keep_model="final", run_stamp="final")
     _, messages = _run_logged(overrides)
-    run_dir = bundle_root / "runs" / "final"
+    run_dir = bundle_root / "runs" / "train_synthetic_oct_final"
     assert f"final model of epoch 2 saved to {run_dir / 'model.pt'} (keep_model 'final')" in messages
     _assert_same_weights(torch.load(run_dir / "model.pt", weights_only=True), _model_of_final_checkpoint(run_dir))
     assert (bundle_root / "models" / "model.pt").read_bytes() == (run_dir / "model.pt").read_bytes()

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from bundle.decision import load_decision
+from bundle.model_selection import read_provenance, validation_data_hash
 from bundle_testing import TINY, TINY_TRAIN, copy_dataset, run_workflow
 
 TRAIN = ["common.json", "train.json"]
@@ -37,13 +38,13 @@ def _mlflow_runs(root):
 def test_train_evaluate_infer_with_mlflow(tiny_dataset, bundle_root):
     # train, tracked: checkpoints in the run folder, best model promoted, params + metrics + model in MLflow
     run_workflow(TRAIN, "train", _overrides(bundle_root, tiny_dataset, train=True, epochs=2, run_stamp="r1"), "mlflow")
-    run_dir = bundle_root / "runs" / "r1"
+    run_dir = bundle_root / "runs" / "train_synthetic_oct_r1"
     assert (run_dir / "model.pt").is_file() and (run_dir / "checkpoint_final.pt").is_file()
     assert (bundle_root / "models" / "model.pt").read_bytes() == (run_dir / "model.pt").read_bytes()
     resumable = torch.load(run_dir / "checkpoint_final.pt", weights_only=False)
     assert set(resumable) == {"model", "optimizer", "lr_scheduler", "trainer"}
     client, runs = _mlflow_runs(bundle_root)
-    train_runs = [r for r in runs if r.info.run_name == "train_r1"]
+    train_runs = [r for r in runs if r.info.run_name == "train_synthetic_oct_r1"]
     assert len(train_runs) == 1 and train_runs[0].info.status == "FINISHED"
     run = train_runs[0]
     assert run.data.params["method"] == "mims_cnn" and run.data.params["backbone_depth"] == "10"
@@ -58,6 +59,15 @@ def test_train_evaluate_infer_with_mlflow(tiny_dataset, bundle_root):
     assert decision["num_cases"] == 4 and 0.0 <= decision["threshold"] <= 1.0
     promoted = bundle_root / "models" / "model.decision.json"
     assert promoted.read_bytes() == (run_dir / "model.decision.json").read_bytes()
+    # the first model of this bundle: promoted, its provenance beside it, the outcome a tag of the run
+    provenance = read_provenance(bundle_root / "models" / "model.pt")
+    assert provenance["run_name"] == "train_synthetic_oct_r1" and provenance["run_dir"] == str(run_dir)
+    assert provenance["mlflow_run_id"] == run.info.run_id and provenance["source"] == str(run_dir / "model.pt")
+    aurocs = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "auroc")}
+    assert provenance["metric"] == {"name": "auroc", "value": pytest.approx(aurocs[provenance["epoch"]])}
+    assert provenance["validation"]["sha256"] == validation_data_hash(tiny_dataset / "datalist.json")
+    assert provenance["reason"] == f"no current model at {bundle_root / 'models' / 'model.pt'}"
+    assert run.data.tags["promotion"] == "promoted"
     history = client.get_metric_history(run.info.run_id, "decision_threshold")
     assert history and max(history, key=lambda m: m.step).value == pytest.approx(decision["threshold"])
 
@@ -128,7 +138,7 @@ def test_train_evaluate_infer_with_mlflow(tiny_dataset, bundle_root):
 
 def test_resume_continues_from_checkpoint(tiny_dataset, bundle_root):
     run_workflow(TRAIN, "train", _overrides(bundle_root, tiny_dataset, train=True, run_stamp="first"))
-    first = bundle_root / "runs" / "first" / "checkpoint_final.pt"
+    first = bundle_root / "runs" / "train_synthetic_oct_first" / "checkpoint_final.pt"
     workflow = run_workflow(
         TRAIN,
         "train",
@@ -164,7 +174,7 @@ def test_collapsed_validation_is_loud_and_imbalance_is_weighted(tiny_dataset, bu
     assert any(m.startswith("class weighting 'auto': training split 3 'normal', 1 'cyst' is imbalanced") for _, m in
                messages)
     client, runs = _mlflow_runs(bundle_root)
-    run = next(r for r in runs if r.info.run_name == "train_collapsed")
+    run = next(r for r in runs if r.info.run_name == "train_synthetic_oct_collapsed")
     assert run.data.params["class_weighting"] == "auto" and run.data.params["class_weights"] == "[0.6667, 2.0]"
     assert [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "val_single_class")] == [(1, 1.0)]
     assert [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "val_distinct_classes")] == [(1, 1.0)]

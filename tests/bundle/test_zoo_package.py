@@ -141,3 +141,45 @@ def test_package_ships_the_decision_threshold_and_its_check_agrees(tmp_path):
     (stage / "models" / "model.decision.json").unlink()  # inference.json now resolves argmax, model.ts says 0.3125
     with pytest.raises(ValueError, match="resolves the decision threshold None, model.ts carries 0.3125"):
         zoo_checks.CHECKS["decision threshold"](stage)
+
+
+def test_package_records_the_checkpoint_it_was_built_from_and_warns_when_it_changes(tmp_path, capsys):
+    import torch
+
+    from bundle.config import CONFIGS, build_network
+    from bundle.model_selection import promote_model, read_provenance
+
+    network, _ = build_network([CONFIGS / "common.json"], SMALL)
+    (tmp_path / "run").mkdir()
+    torch.save(network.state_dict(), tmp_path / "run" / "model.pt")
+    ckpt = tmp_path / "models" / "model.pt"
+    record = {"run_name": "train_x", "run_dir": str(tmp_path / "run"), "metric": {"name": "auroc", "value": 0.9},
+              "epoch": 4, "validation": {"datalist": str(tmp_path / "d.json"), "split": "validation", "sha256": "v1"}}
+    promote_model(tmp_path / "run" / "model.pt", ckpt, "better", record)
+    stage = zoo_package.build_package(ckpt, tmp_path / "dist", overrides=SMALL)
+    provenance = read_provenance(stage / "models" / "model.pt")  # describes the package's own model.pt
+    source = json.loads((tmp_path / "models" / "model.provenance.json").read_text())
+    assert provenance == {
+        "model": "model.pt",
+        "sha256": zoo_checks.sha256(stage / "models" / "model.pt"),
+        "built_from": {"path": str(ckpt), "sha256": zoo_checks.sha256(ckpt)},  # outside the repository: absolute
+        "run_name": "train_x", "metric": {"name": "auroc", "value": 0.9}, "epoch": 4,
+        "code": source["code"], "promoted_at": source["promoted_at"],
+        "validation": {"split": "validation", "sha256": "v1"},  # no local paths
+    }
+    assert zoo_checks.CHECKS["checkpoint hashes"](stage) == "model.ts records the sha256 of models/model.pt"
+    assert zoo_checks.source_checkpoint_mismatch(stage) is None
+    old = zoo_checks.sha256(ckpt)
+    torch.save({k: v + 1 for k, v in network.state_dict().items()}, ckpt)  # a newer model promoted since
+    assert zoo_checks.source_checkpoint_mismatch(stage) == (
+        f"the package {stage} was built from {ckpt} with sha256 {old[:12]}, but {ckpt} now has sha256 "
+        f"{zoo_checks.sha256(ckpt)[:12]}: the package no longer holds that model (build it again to ship the "
+        "current one)"
+    )
+    shutil_copy = (stage / "models" / "model.pt").read_bytes()
+    torch.save({k: v + 1 for k, v in network.state_dict().items()}, stage / "models" / "model.pt")
+    skip = [name for name in zoo_checks.CHECKS if name != "checkpoint hashes"]
+    assert zoo_checks.run_checks(stage, skip=skip) == 0  # a warning, not a failure
+    out = capsys.readouterr().out
+    assert f"  WARN  checkpoint hashes: {stage / 'models' / 'model.ts'} was built from a checkpoint model.pt" in out
+    assert shutil_copy != (stage / "models" / "model.pt").read_bytes()

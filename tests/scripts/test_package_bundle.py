@@ -110,7 +110,8 @@ def test_unpacked_zip_trains_and_infers_from_another_directory(package, tiny_dat
     before = (bundle / "models" / "model.pt").read_bytes()
     _run([*run, "--config_file", str(bundle / "configs" / "train.json"), "--dataset_dir", str(tiny_dataset),
           *TRAIN_ARGS], elsewhere, bundle)
-    assert (bundle / "runs" / "r").is_dir() and (bundle / "models" / "model.pt").read_bytes() != before
+    assert (bundle / "runs" / "train_synthetic_oct_r").is_dir()
+    assert (bundle / "models" / "model.pt").read_bytes() != before
     _run([*run, "--config_file", str(bundle / "configs" / "inference.json"), "--input", str(tiny_dataset / "images")],
          elsewhere, bundle)
     predictions = json.loads((bundle / "eval" / "inference" / "predictions.json").read_text())
