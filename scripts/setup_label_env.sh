@@ -42,9 +42,17 @@ check() {
     "$py" -c "import torch, torchvision, monai, monailabel, monailabel.tasks.infer.bundle, networks, transforms, bundle"
 }
 
+# how to start the server: on loopback only (MONAI Label's default host 0.0.0.0 serves the whole network,
+# without authentication; the app warns at start when --host is not loopback, docs/monai_label.md#security)
+start_hint() {
+    echo "[setup-label] start: source $VENV/bin/activate && monailabel start_server --app scripts/monai_label_app" \
+        "--studies <folder> --host 127.0.0.1 --port 8000   (keep --host 127.0.0.1: the default 0.0.0.0 is open to the network)"
+}
+
 if stamp_is_current && have_all=$(versions 2>/dev/null); then
     echo "[setup-label] $VENV is up to date: $have_all"
     echo "[setup-label] nothing to do (FORCE=1 reinstalls) [$((SECONDS - start)) s]"
+    start_hint
     exit 0
 fi
 rm -f "$stamp"
@@ -67,3 +75,4 @@ check
 echo "[setup-label] ready: $(versions)"
 echo "$want" >"$stamp"
 echo "[setup-label] done in $((SECONDS - start)) s"
+start_hint
