@@ -26,3 +26,26 @@ def test_no_checkpoint_is_committed():
     committed = [f for f in _tracked("models") if f.endswith((".pt", ".pth", ".ts", ".onnx"))]
     assert committed == []
     assert "/models/**/*.pt" in (REPO / ".gitignore").read_text().split()
+
+
+@pytest.mark.parametrize(
+    "path, ignored",
+    [
+        ("models/model.pt", True),
+        ("models/adrenalmnist3d/model.pt", True),  # checkpoints in models/ subfolders
+        ("models/a/b/model.ts", True),
+        ("models/a/model.pth", True),
+        ("models/a/model.onnx", True),
+        ("models/a/model.decision.json", True),  # sidecars that belong to an ignored checkpoint
+        ("models/a/model.provenance.json", True),
+        ("models/.model.pt.lock", True),  # the promotion lock and a promotion's temporary file
+        ("models/a/.tmp_model.pt", True),
+        ("models/README.md", False),  # anything else under models/ can still be committed
+        ("configs/train.json", False),
+    ],
+)
+def test_gitignore_covers_checkpoints_in_models_subfolders(path, ignored):
+    if shutil.which("git") is None or not (REPO / ".git").exists():
+        pytest.skip("not a git checkout")
+    result = subprocess.run(["git", "check-ignore", "--no-index", "-q", path], cwd=REPO)
+    assert (result.returncode == 0) == ignored
