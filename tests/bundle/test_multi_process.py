@@ -93,7 +93,7 @@ def test_two_processes_train_and_evaluate_on_cpu(tiny_dataset, bundle_root, tmp_
 
     # exactly one MLflow run, rank 0's, with the parameters, metrics and the model
     client, runs = _runs(bundle_root)
-    assert [r.info.run_name for r in runs] == ["train_mp"] and runs[0].info.status == "FINISHED"
+    assert [r.info.run_name for r in runs] == ["train_synthetic_oct_mp"] and runs[0].info.status == "FINISHED"
     run_id = runs[0].info.run_id
     assert runs[0].data.params["method"] == "mims_cnn"
     assert len(client.get_metric_history(run_id, "train_loss")) == 1
