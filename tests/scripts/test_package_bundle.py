@@ -82,7 +82,15 @@ def test_configs_are_self_contained_and_equal_the_repository_commands(package):
         repo_config.pop("_meta_", None)
         packaged = alone.get()
         packaged.pop("_meta_", None)
+        # the package fixes the class names its model was trained with (the repository resolves them from
+        # the datalist's labels at run time; a packaged bundle is used with other datalists)
+        packaged_names = packaged.pop("class_names")
+        repo_config.pop("class_names")
         assert packaged == repo_config, config
+        resolved = ConfigParser()
+        resolved.read_config([str(REPO / "configs" / "common.json"), str(REPO / "configs" / config)])
+        resolved.update(TINY)
+        assert packaged_names == resolved.get_parsed_content("class_names"), config
     meta = json.loads((stage / "configs" / "metadata.json").read_text())
     assert meta["network_data_format"]["inputs"]["image"]["spatial_shape"] == [32, 32, "*"]
 
