@@ -39,6 +39,7 @@ from monai.data import CacheDataset, Dataset
 from monai.engines import SupervisedEvaluator
 
 from bundle.config import as_bool
+from bundle.errors import BundleUserError
 from bundle.handlers import MLflowRunUser
 
 __all__ = [
@@ -72,7 +73,7 @@ _CALL_REPR = re.compile(r"^(\w+)\(")
 _MAX_LISTED = 20
 
 
-class CaseError(ValueError):
+class CaseError(BundleUserError, ValueError):
     """One case of a dataset cannot be used; the message names the file, the problem and the transform.
 
     Attributes:

@@ -22,13 +22,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bundle.errors import BundleUserError
+
 __all__ = ["DatalistError", "PATH_KEYS", "load_datalist", "folder_to_datalist", "inference_datalist"]
 
 #: keys of a datalist entry that hold paths (resolved against the datalist's folder)
 PATH_KEYS = ("image", "mask")
 
 
-class DatalistError(ValueError):
+class DatalistError(BundleUserError, ValueError):
     """A datalist (or an input folder) cannot be used; the message names the file and the entry."""
 
 
