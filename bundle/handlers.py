@@ -9,7 +9,8 @@
   ``models/`` folder (:func:`bundle.model_selection.promote_model`: when it beats the current model, or as
   ``promote`` says; with its decision sidecar and provenance; a failed run never touches it).
 - :class:`MLflowRunExtras`: when the run is tracked with ``--tracking mlflow``, record the run's
-  parameters and checkpoint in the same MLflow run, and mark the run failed when training raises.
+  parameters, process and checkpoint in the same MLflow run (a resumed run: in the interrupted one), close
+  runs left ``RUNNING`` by killed processes, and mark the run failed when training raises.
 - :func:`share_mlflow_run`: hand the ``MLFlowHandler`` that ``--tracking mlflow`` adds to an engine to
   the handlers (:class:`MLflowRunUser`) that log into its run.
 - :class:`IterationTimer`: wall time of each trainer iteration and model step, without data loading
@@ -372,6 +373,15 @@ class PromoteCheckpoint(MLflowRunUser):
     def _model_saved(self, engine: Engine) -> None:
         self._saved = self._validation(engine)
 
+    def state_dict(self) -> dict[str, Any]:
+        """The validations of the kept model and of the last epoch so far, saved in the resumable checkpoint
+        (:class:`bundle.resume.ResumeState`)."""
+        return {"saved": self._saved, "last": self._last}
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict` (a resumed run knows the metric of a model kept before the interruption)."""
+        self._saved, self._last = state_dict.get("saved"), state_dict.get("last")
+
     def _record(self, engine: Engine | None) -> dict:
         from bundle.model_selection import validation_data_hash
 
@@ -428,35 +438,111 @@ def share_mlflow_run(handlers: Sequence[Any] | None) -> list[Any]:
 class MLflowRunExtras(MLflowRunUser):
     """Complete the MLflow run that ``--tracking mlflow`` attaches to a trainer.
 
-    Logs ``params`` once the run has started, logs the files in ``artifacts`` (those that exist)
-    when training completes, and marks the run ``FAILED`` if training raises, so that a later run
-    never appends to it. It works on the ``MLFlowHandler`` objects :func:`share_mlflow_run` gives it
-    (see :class:`MLflowRunUser`) and does nothing without them.
+    When the run's first epoch starts (the run is open then), it tags the run with the process that runs it
+    (:func:`bundle.mlflow_runs.process_tags`), logs ``params`` and closes as ``KILLED`` the runs of the same
+    experiment that a process that is gone left ``RUNNING`` (:func:`bundle.mlflow_runs.close_killed_runs`). It
+    logs the files in ``artifacts`` (those that exist) when training completes, and marks the run ``FAILED`` if
+    training raises, so that a later run never appends to it. It works on the ``MLFlowHandler`` objects
+    :func:`share_mlflow_run` gives it (see :class:`MLflowRunUser`) and does nothing without them.
 
-    Put it first in the handler list: it must see an exception before handlers that re-raise it.
+    A resumed run (``resume_run_id``, the run id of the checkpoint's resume state) continues the interrupted
+    MLflow run: when the trainer starts, before MONAI's ``MLFlowHandler`` opens a run, the run with that id is
+    reopened (status ``RUNNING``; tags ``mims.resumed_from``, ``mims.resume_count`` and the new process) and given
+    to the handler; the validation's handler finds it by its name, the interrupted run's. Of ``params`` it logs
+    those the run does not have yet; a value that differs from the logged one cannot be changed in MLflow, so it
+    is named in a WARNING and in the tag ``mims.params_changed_on_resume``. When the run is not in the tracking
+    store, a WARNING says so and a new MLflow run is started.
+
+    Put it first in the handler list: it must see an exception before handlers that re-raise it, and the trainer's
+    start before the ``MLFlowHandler``.
 
     Args:
         params: run parameters (values are converted to strings by MLflow).
         artifacts: files to log at completion (missing ones are skipped with a log line).
+        resume_run_id: the MLflow run to continue (``bundle.resume.resumed_mlflow_run_id(@resume_state)``); None:
+            a new run.
+        resumed_from: the checkpoint resumed from (for the tag).
     """
 
-    def __init__(self, params: Mapping[str, Any] | None = None, artifacts: Sequence[str | os.PathLike] = ()) -> None:
+    def __init__(
+        self,
+        params: Mapping[str, Any] | None = None,
+        artifacts: Sequence[str | os.PathLike] = (),
+        resume_run_id: str | None = None,
+        resumed_from: str | os.PathLike | None = None,
+    ) -> None:
         self.params = {str(k): _to_python(v) for k, v in (params or {}).items()}
         self.artifacts = [Path(a) for a in artifacts]
+        self.resume_run_id = resume_run_id
+        self.resumed_from = resumed_from
+        self._starting = False
 
     def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.ITERATION_STARTED(once=1), self._log_params)
+        engine.add_event_handler(Events.STARTED, self._started)
+        engine.add_event_handler(Events.EPOCH_STARTED, self._first_epoch)
         engine.add_event_handler(Events.COMPLETED, self._log_artifacts)
         engine.add_event_handler(Events.EXCEPTION_RAISED, self._mark_failed)
 
-    def _log_params(self, engine: Engine) -> None:
+    def _started(self, engine: Engine) -> None:
+        self._starting = True
+        if self.resume_run_id is None:
+            return
+        for handler in self.mlflow_handlers:
+            if handler.cur_run is None:
+                self._reopen(handler)
+
+    def _reopen(self, handler: Any) -> None:
+        from mlflow.exceptions import MlflowException
+
+        from bundle.mlflow_runs import process_tags
+
+        client, run_id = handler.client, self.resume_run_id
+        try:
+            run = client.get_run(run_id)
+        except MlflowException:
+            run = None
+        if run is None or run.info.lifecycle_stage != "active":
+            logger.warning(f"MLflow: the run {run_id} of the resumed checkpoint is not in the tracking store "
+                           f"{client.tracking_uri}: the resumed training is tracked as a new MLflow run")
+            return
+        if run.info.status != "RUNNING":
+            client.update_run(run_id, status="RUNNING")
+        count = int(run.data.tags.get("mims.resume_count", "0")) + 1
+        tags = {**process_tags(), "mims.resume_count": str(count),
+                "mims.resumed_from": f"{self.resumed_from} (the run was {run.info.status})"}
+        for key, value in tags.items():
+            client.set_tag(run_id, key, value)
+        handler.cur_run = client.get_run(run_id)
+        logger.info(f"MLflow: continuing run {run.info.run_name} ({run_id}), which was {run.info.status}")
+
+    def _first_epoch(self, engine: Engine) -> None:
+        if not self._starting:
+            return
+        self._starting = False
+        from bundle.mlflow_runs import close_killed_runs, process_tags
+
+        for handler in self.open_mlflow_handlers():
+            run_id = handler.cur_run.info.run_id
+            for key, value in process_tags().items():
+                handler.client.set_tag(run_id, key, value)
+            self._log_params(handler)
+            close_killed_runs(handler.client, handler.cur_run.info.experiment_id, keep={run_id},
+                              closer=handler.cur_run.info.run_name)
+
+    def _log_params(self, handler: Any) -> None:
         from mlflow.entities import Param
 
-        if not self.params:
-            return
-        params = [Param(key, str(value)) for key, value in self.params.items()]
-        for handler in self.open_mlflow_handlers():
-            handler.client.log_batch(run_id=handler.cur_run.info.run_id, metrics=[], params=params, tags=[])
+        run_id = handler.cur_run.info.run_id
+        logged = handler.client.get_run(run_id).data.params
+        values = {key: str(value) for key, value in self.params.items()}
+        new = [Param(key, value) for key, value in values.items() if key not in logged]
+        if new:
+            handler.client.log_batch(run_id=run_id, metrics=[], params=new, tags=[])
+        changed = {key: (logged[key], value) for key, value in values.items() if key in logged and logged[key] != value}
+        if changed:
+            text = "; ".join(f"{key}: {old} -> {value}" for key, (old, value) in changed.items())
+            logger.warning(f"MLflow: run parameters changed on resume (MLflow keeps the logged values): {text}")
+            handler.client.set_tag(run_id, "mims.params_changed_on_resume", text[:5000])
 
     def _log_artifacts(self, engine: Engine) -> None:
         for handler in self.open_mlflow_handlers():

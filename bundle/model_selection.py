@@ -151,6 +151,16 @@ class BestModelSaver(CheckpointSaver):
             return
         super().metrics_completed(engine)
 
+    def state_dict(self) -> dict[str, Any]:
+        """The best score and file so far (ignite ``Checkpoint``'s record), saved in the resumable checkpoint
+        (:class:`bundle.resume.ResumeState`); empty without a key-metric checkpoint."""
+        return {} if self._key_metric_checkpoint is None else dict(self._key_metric_checkpoint.state_dict())
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Restore :meth:`state_dict`: a resumed run replaces the best model only when it beats that score."""
+        if state_dict:
+            super().load_state_dict(state_dict)
+
 
 class FinalModelSaver:
     """When the engine completes, write the weights of ``network`` (its ``state_dict``) to ``path``.
@@ -192,8 +202,9 @@ class ValidationEarlyStopping:
         0.9125 at epoch 4
 
     The trainer then finishes the epoch and fires ``COMPLETED`` (promotion, final checkpoint). Multi-process:
-    attach it on every rank (the metric is the same on all ranks, so all stop together). Its count is not in
-    the resumable checkpoint: a resumed run counts again from its first validation.
+    attach it on every rank (the metric is the same on all ranks, so all stop together). Its count and best score
+    are in the resumable checkpoint (:meth:`state_dict`, :class:`bundle.resume.ResumeState`): a resumed run goes
+    on counting.
 
     Args:
         validator: the validation evaluator (``@validate#evaluator``).
@@ -226,11 +237,30 @@ class ValidationEarlyStopping:
         self.stopped_epoch: int | None = None
         self._trainer: Engine | None = None
         self._stopping: EarlyStopping | None = None
+        self._resumed: dict | None = None
 
     def attach(self, trainer: Engine) -> None:
         self._trainer = trainer
         self._stopping = EarlyStopping(self.patience, self._score, trainer, min_delta=self.min_delta)
+        if self._resumed is not None:
+            self._stopping.counter, self._stopping.best_score = self._resumed["counter"], self._resumed["best_score"]
         self.validator.add_event_handler(Events.EPOCH_COMPLETED, self._check)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The count of validations without improvement, the best score and its epoch, the epoch it stopped at."""
+        if self._stopping is not None:
+            counter, best_score = self._stopping.counter, self._stopping.best_score
+        else:
+            counter, best_score = (self._resumed or {}).get("counter", 0), (self._resumed or {}).get("best_score")
+        return {"counter": int(counter), "best_score": None if best_score is None else float(best_score),
+                "best_epoch": self.best_epoch, "stopped_epoch": self.stopped_epoch}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Restore :meth:`state_dict` (before or after :meth:`attach`)."""
+        self._resumed = dict(state_dict)
+        self.best_epoch, self.stopped_epoch = state_dict.get("best_epoch"), state_dict.get("stopped_epoch")
+        if self._stopping is not None:
+            self._stopping.counter, self._stopping.best_score = state_dict["counter"], state_dict["best_score"]
 
     def _name(self, engine: Engine) -> str:
         return self.metric_name or engine.state.key_metric_name

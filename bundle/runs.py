@@ -12,7 +12,8 @@ Two runs never share a folder or an MLflow run, even when started in the same se
   ``"name"`` of the datalist, :func:`dataset_name`). It is the MLflow run name (``run_name`` in the configs);
 - a training run's **folder** (:func:`run_folder`) is ``runs/<name>``, made by rank 0 with an exclusive
   ``mkdir``: a folder that already exists is never shared, the run stops with a message instead (which only
-  happens when ``run_stamp`` is set by hand to one used before).
+  happens when ``run_stamp`` is set by hand to one used before); a resumed run goes on in the folder of the
+  run it continues.
 """
 
 from __future__ import annotations
@@ -106,15 +107,17 @@ def _global_rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
-def run_folder(root: str | os.PathLike, name: str) -> str:
+def run_folder(root: str | os.PathLike, name: str, resumed: bool = False) -> str:
     """The folder ``root/name`` of a new run, made (with ``root``) by rank 0 with an exclusive ``mkdir``.
 
     Other ranks only compute the path (the name, from the broadcast stamp, is the same on every rank). Asking
-    again in the same process for a folder it made returns it.
+    again in the same process for a folder it made returns it. A resumed run (``resumed``, ``--resume_from`` a
+    checkpoint with a resume state, :mod:`bundle.resume`) goes on in the folder of the run it continues.
 
     Args:
         root: the folder of the runs (``<bundle_root>/runs``).
         name: the run's :func:`run_name`.
+        resumed: the run continues the run ``name``: its folder is used as it is (made when missing).
 
     Returns:
         the folder, as a string (the configs join file names to it).
@@ -128,7 +131,7 @@ def run_folder(root: str | os.PathLike, name: str) -> str:
         return str(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     try:
-        folder.mkdir()
+        folder.mkdir(exist_ok=resumed)
     except FileExistsError:
         raise FileExistsError(
             f"run folder {folder} exists already: it belongs to another run and is never shared; leave run_stamp "

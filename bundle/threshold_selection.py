@@ -99,6 +99,15 @@ class ThresholdSelector(MLflowRunUser):
     def _model_saved(self, engine: Engine) -> None:
         self._saved = True
 
+    def state_dict(self) -> dict:
+        """The decision last written to the sidecar, saved in the resumable checkpoint
+        (:class:`bundle.resume.ResumeState`)."""
+        return {"written": self.written}
+
+    def load_state_dict(self, state_dict: Mapping) -> None:
+        """Restore :meth:`state_dict`."""
+        self.written = state_dict.get("written")
+
     def _collect(self, engine: Engine) -> None:
         outputs, batches = engine.state.output, engine.state.batch
         if isinstance(outputs, Mapping):

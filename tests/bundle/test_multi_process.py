@@ -76,7 +76,7 @@ def test_two_processes_train_and_evaluate_on_cpu(tiny_dataset, bundle_root, tmp_
     assert sorted(p.name for p in run_dir.glob("*.pt")) == ["checkpoint_epoch=1.pt", "checkpoint_final.pt", "model.pt"]
     assert (bundle_root / "models" / "model.pt").read_bytes() == (run_dir / "model.pt").read_bytes()
     resumable = torch.load(run_dir / "checkpoint_final.pt", weights_only=False)
-    assert set(resumable) == {"model", "optimizer", "lr_scheduler", "trainer"}
+    assert set(resumable) == {"model", "optimizer", "lr_scheduler", "trainer", "resume"}
     assert resumable["trainer"]["epoch_length"] == 1 and resumable["trainer"]["iteration"] == 1  # 2 of 4 cases per rank
 
     # the saved state dict is the plain network's (no "module." prefix of DistributedDataParallel)

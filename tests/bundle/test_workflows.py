@@ -42,7 +42,8 @@ def test_train_evaluate_infer_with_mlflow(tiny_dataset, bundle_root):
     assert (run_dir / "model.pt").is_file() and (run_dir / "checkpoint_final.pt").is_file()
     assert (bundle_root / "models" / "model.pt").read_bytes() == (run_dir / "model.pt").read_bytes()
     resumable = torch.load(run_dir / "checkpoint_final.pt", weights_only=False)
-    assert set(resumable) == {"model", "optimizer", "lr_scheduler", "trainer"}
+    assert set(resumable) == {"model", "optimizer", "lr_scheduler", "trainer", "resume"}
+    assert resumable["resume"]["run_name"] == "train_synthetic_oct_r1" and resumable["resume"]["epoch"] == 2
     client, runs = _mlflow_runs(bundle_root)
     train_runs = [r for r in runs if r.info.run_name == "train_synthetic_oct_r1"]
     assert len(train_runs) == 1 and train_runs[0].info.status == "FINISHED"
@@ -146,6 +147,9 @@ def test_resume_continues_from_checkpoint(tiny_dataset, bundle_root):
     )
     trainer = workflow.parser.get_parsed_content("train#trainer")
     assert trainer.state.epoch == 2 and trainer.state.iteration == 4  # one epoch resumed + one trained
+    # the same run goes on, in its own folder (run_stamp "second" is not used)
+    assert workflow.parser.get_parsed_content("run_name") == "train_synthetic_oct_first"
+    assert [p.name for p in (bundle_root / "runs").iterdir()] == ["train_synthetic_oct_first"]
 
 
 def test_collapsed_validation_is_loud_and_imbalance_is_weighted(tiny_dataset, bundle_root, tmp_path, caplog):
