@@ -99,8 +99,8 @@ def _nifti_header(path: Path) -> ImageHeader:
         shape = tuple(int(s) for s in nibabel.load(str(path)).header.get_data_shape())
     except Exception as e:
         raise ValueError(f"{path}: cannot be read as NIfTI: {' '.join(str(e).split())}") from e
-    if len(shape) == 4:  # [H, W, D, C]: read as C channels (transforms.LoadVolume)
-        return _spatial(path, shape[:3], shape[3], stored=True)
+    if len(shape) >= 4:  # [H, W, D, C]: read as C channels (transforms.LoadVolume), the last axis
+        return _spatial(path, shape[:-1], shape[-1], stored=True)
     return _spatial(path, shape, 1)
 
 
@@ -132,7 +132,7 @@ def _pil_header(path: Path) -> ImageHeader:
             f"{path}: {fmt} file holds {frames} frames; only single-frame 2D images are supported "
             "(export the frames as a folder of slices or as a NIfTI volume)."
         )
-    channels = 4 if mode == "P" and transparent else _PIL_CHANNELS.get(mode, len(Image.getmodebands(mode)))
+    channels = 4 if mode == "P" and transparent else _PIL_CHANNELS.get(mode, Image.getmodebands(mode))
     return _spatial(path, (height, width), channels)
 
 
