@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from bundle.errors import ConfigValueError
+
 __all__ = [
     "REPO",
     "CONFIGS",
@@ -49,7 +51,7 @@ def as_bool(value: Any, name: str = "value") -> bool:
         name: the setting's name, for the error message.
 
     Raises:
-        ValueError: any other value.
+        bundle.errors.ConfigValueError: any other value (a ``ValueError`` naming the setting).
     """
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
@@ -57,7 +59,7 @@ def as_bool(value: Any, name: str = "value") -> bool:
         return bool(value)
     if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
         return value.strip().lower() in _TRUE
-    raise ValueError(f"{name} must be true or false, got {value!r}")
+    raise ConfigValueError(f"{name} must be true or false, got {value!r}")
 
 
 def parse_override(text: str) -> tuple[str, Any]:

@@ -16,9 +16,10 @@ ConfigExpression ...")``, ``RuntimeError("Failed to instantiate component ...")`
 - any other exception (a bug) is printed as Python prints it: the full traceback.
 
 User-facing errors, by class: :class:`BundleUserError` and its subclasses (:class:`PreflightError`,
-``bundle.case_errors.CaseError``, ``bundle.datalist.DatalistError``); an ``OSError`` that names a file
-(``filename`` set, e.g. ``PermissionError`` of a read-only output folder): ``<file>: <reason>``; and a
-``ValueError`` by which a component of the configs rejected its arguments (:class:`ComponentArgumentError`).
+:class:`ConfigValueError`, ``bundle.case_errors.CaseError``, ``bundle.datalist.DatalistError``); an
+``OSError`` that names a file (``filename`` set, e.g. ``PermissionError`` of a read-only output folder):
+``<file>: <reason>``; and a ``ValueError`` by which a component of the configs rejected its arguments
+(:class:`ComponentArgumentError`).
 
 Under ``torchrun`` the message is also written to the rank's error file (``TORCHELASTIC_ERROR_FILE``), so
 torchrun's failure summary shows it instead of a link to its documentation.
@@ -40,6 +41,7 @@ __all__ = [
     "DEBUG_ENV",
     "BundleUserError",
     "ComponentArgumentError",
+    "ConfigValueError",
     "PreflightError",
     "debug_enabled",
     "error_lines",
@@ -109,6 +111,10 @@ def _chain(error: BaseException) -> list[BaseException]:
             cause = current.__context__
         current = cause
     return chain
+
+
+class ConfigValueError(BundleUserError, ValueError):
+    """A config value that is not one of the allowed ones; the message names the key (``bundle.config.as_bool``)."""
 
 
 class ComponentArgumentError(BundleUserError, ValueError):

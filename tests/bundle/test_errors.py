@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from bundle.case_errors import CaseError
+from bundle.config import as_bool
 from bundle.datalist import DatalistError
 from bundle.errors import (
     BundleUserError,
@@ -40,6 +41,14 @@ def _wrapped(error: BaseException, *wrappers: str) -> BaseException:
     return error
 
 
+def _as_bool_error() -> ValueError:
+    try:
+        as_bool("maybe", "localize")
+    except ValueError as e:
+        return e
+    raise AssertionError("as_bool accepted 'maybe'")
+
+
 # ------------------------------------------------------------------ what counts, and how it is printed
 @pytest.mark.parametrize(
     "error, expected",
@@ -53,6 +62,8 @@ def _wrapped(error: BaseException, *wrappers: str) -> BaseException:
         (_wrapped(ValueError("top_k must be >= 1, got 0"),
                   "Failed to instantiate component 'networks.MIMSCNN' with keywords: k\n set '_mode_=debug'"),
          "networks.MIMSCNN: top_k must be >= 1, got 0"),
+        (_wrapped(_as_bool_error(), "Failed to evaluate ConfigExpression: '$as_bool(@localize)'"),
+         "localize must be true or false, got 'maybe'"),
         (_wrapped(ValueError("an internal error"), "Failed to evaluate ConfigExpression: '$f()'"), None),
         (_wrapped(KeyError("x"), "Failed to instantiate component 'a.B' with keywords: k"), None),
         (FileNotFoundError("no filename given"), None),
