@@ -161,6 +161,14 @@ def _evaluated_model_lines(bundle_root: Path, latest_run: Path | None) -> list[s
     return lines
 
 
+def _decision_text(threshold: float | None) -> str:
+    """How the evaluation decided the class: the validation-chosen threshold, or argmax without one."""
+    if threshold is None:
+        return "argmax of the probabilities (no decision threshold stored with the model)"
+    return (f"cyst when P(cyst) >= {threshold:.3f} (threshold chosen on the validation split, "
+            "models/model.decision.json)")
+
+
 def demo_summary(bundle_root: str | Path, metrics: Mapping[str, Any], minutes: float, tracking: bool) -> str:
     """The report printed at the end of the demo: test metrics and where its outputs are."""
     bundle_root = Path(bundle_root)
@@ -171,6 +179,7 @@ def demo_summary(bundle_root: str | Path, metrics: Mapping[str, Any], minutes: f
         f"MIMS-CNN demo finished in {minutes:.1f} min",
         f"test split ({metrics.get('num_cases', '?')} volumes): AUROC {metrics['auroc']:.3f}, "
         f"accuracy {metrics['accuracy']:.3f}, F1 {metrics['f1']:.3f}",
+        f"decision:             {_decision_text(metrics.get('decision_threshold'))}",
         f"best checkpoint:      {bundle_root / 'models' / 'model.pt'}",
     ]
     lines.extend(_evaluated_model_lines(bundle_root, runs[-1] if runs else None))
