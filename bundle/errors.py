@@ -5,7 +5,7 @@
 MONAI wraps every error raised while a config is evaluated (``RuntimeError("Failed to evaluate
 ConfigExpression ...")``, ``RuntimeError("Failed to instantiate component ...")``, ``"applying transform
 ..."``), so the last line Python prints is the wrapper, under a traceback of 50 to 130 lines. The configs'
-``initialize`` lists start with :func:`install_excepthook`, which replaces ``sys.excepthook`` for the run:
+``run`` lists start with :func:`install_excepthook`, which replaces ``sys.excepthook`` for the run:
 
 - a **user-facing error** anywhere in the chain of causes (:func:`user_error`) ends the output with its
   message, ``error: <message>`` as the last line of stderr (a message of several lines prints its listed
@@ -74,7 +74,7 @@ class PreflightError(BundleUserError, ValueError):
     """The pre-flight checks (:mod:`bundle.preflight`) found problems before any work started.
 
     Args:
-        problems: one line each (file or config key, problem, fix).
+        problems: one line each (file or config key, problem, fix); a repeated one is kept once.
         summary: the line that closes the listing when there is more than one problem.
 
     Attributes:
@@ -82,7 +82,7 @@ class PreflightError(BundleUserError, ValueError):
     """
 
     def __init__(self, problems: Sequence[str], summary: str = "") -> None:
-        self.problems = [str(p) for p in problems]
+        self.problems = list(dict.fromkeys(str(p) for p in problems))  # e.g. a missing datalist, once
         if len(self.problems) == 1:
             message = self.problems[0]
         else:
@@ -218,7 +218,7 @@ def excepthook(exc_type: type[BaseException], error: BaseException, tb: Tracebac
 
 def install_excepthook() -> None:
     """Make :func:`excepthook` this process's ``sys.excepthook`` (again: no change). The first item of the
-    configs' ``initialize`` lists, so it is in place before anything of the run can fail."""
+    configs' ``run`` lists, so it is in place before the pre-flight and the work can fail."""
     global _previous_hook
     if sys.excepthook is not excepthook:
         _previous_hook = sys.excepthook

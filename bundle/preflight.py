@@ -2,8 +2,10 @@
 # Licensed under the Apache License, Version 2.0 (see LICENSE at the repository root).
 """Pre-flight: every check that can fail a run, before any work (data cache, engines, run folder).
 
-:func:`preflight` is called from the ``initialize`` lists of the configs (train, evaluate, inference and the
-multi-process overlays), after the seed is set and before anything is cached, built or written. It checks:
+:func:`preflight` is the second item of the configs' ``run`` lists (train, evaluate, inference and the
+multi-process overlays), after ``initialize`` set the seed and before anything is cached, built or written
+(``monai.bundle.load`` only initializes a workflow: it needs no data; ``ConfigWorkflow.check_properties()``
+builds the datasets it checks, before the pre-flight when called before ``run()``). It checks:
 
 - **the data**: every datalist entry of the splits the run uses, from its header only (NIfTI header, ITK
   image information, PIL's size and mode; no voxel data, so it stays fast): it exists and is readable, it is

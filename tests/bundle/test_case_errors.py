@@ -306,9 +306,9 @@ def test_training_skips_bad_cases_when_asked(tiny_dataset, tmp_path):
     root = tmp_path / "bundle"
     root.mkdir()
     overrides = {"bundle_root": str(root), "dataset_dir": str(dataset), **TINY, **TINY_TRAIN, "run_stamp": "skip"}
-    with pytest.raises(RuntimeError) as info:  # default: fail fast (at the pre-flight), the file named
+    with pytest.raises(RuntimeError) as info:  # default: fail fast, the file named
         run_workflow(["common.json", "train.json"], "train", overrides)
-    assert str(info.value.__cause__).startswith(f"{broken}: cannot be read as NIfTI: ")
+    assert f"  {broken}: cannot be read as NIfTI: " in str(info.value.__cause__)
     workflow = run_workflow(["common.json", "train.json"], "train", {**overrides, "skip_bad_cases": True}, "mlflow")
     train_dataset = workflow.parser.get_parsed_content("train#dataset")
     assert len(train_dataset) == len(entries) - 1 and [c["case"] for c in train_dataset.skipped_cases] == [str(broken)]

@@ -91,11 +91,12 @@ def test_user_error_takes_a_context_and_survives_a_cycle():
     [
         (["/d/a.nii: no such file or directory"], "/d/a.nii: no such file or directory"),
         (["p1", "p2"], "pre-flight: 2 problems (listed above); nothing was started:\n  p1\n  p2"),
+        (["p1", "p2", "p1"], "pre-flight: 2 problems (listed above); nothing was started:\n  p1\n  p2"),
     ],
 )
 def test_preflight_error_message(problems, message):
     assert str(PreflightError(problems)) == message
-    assert PreflightError(problems).problems == problems
+    assert PreflightError(problems).problems == list(dict.fromkeys(problems))
 
 
 @pytest.mark.parametrize(
@@ -312,8 +313,8 @@ def test_torchrun_ranks_and_summary_show_the_line(bad_inputs):
                          {"dataset_dir": str(dataset)}, torchrun=True)
     line = (f"error: {root / 'models' / 'model.pt'}: checkpoint not found (ckpt_path); train a model first "
             "(configs/train.json promotes its best model to models/model.pt) or set ckpt_path")
-    # each rank's last line (torchrun prefixes them; a rank stopped by torchrun after the first failure may not
-    # print), and torchrun's closing summary of the first failure (from the rank's error file)
-    assert {f"[rank0]: {line}", f"[rank1]: {line}"} & set(stderr)
+    # each rank's last line (a rank stopped by torchrun after the first failure may not print it), and torchrun's
+    # closing summary of the first failure (from the rank's error file)
+    assert line in stderr
     summary = stderr[stderr.index("Root Cause (first observed failure):"):]
     assert f"  traceback : {line}" in summary and summary[-1] == "=" * 60

@@ -194,7 +194,7 @@ def _write_datalist(dataset, training):
 @pytest.mark.parametrize(
     "breakage, fragment",
     [
-        ("missing_file", ": no such file or directory"),  # the pre-flight: one line per missing file
+        ("missing_file", "1 file(s) do not exist"),
         ("label_not_a_class", "label 7 is not a class: allowed 0..1"),
         ("empty_split", "split 'training' is empty"),
         ("nan_volume", "NaN"),
