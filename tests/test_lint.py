@@ -21,6 +21,6 @@ def test_ruff_check_passes():
         [sys.executable, "-m", "ruff", "check", str(ROOT)],
         cwd=ROOT,
         capture_output=True,
-        text=True,
+        encoding="utf-8",
     )
     assert result.returncode == 0, f"ruff check failed:\n{result.stdout}{result.stderr}"

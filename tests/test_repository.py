@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 def _tracked(path: str) -> list[str]:
     if shutil.which("git") is None or not (REPO / ".git").exists():
         pytest.skip("not a git checkout")
-    out = subprocess.run(["git", "ls-files", path], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(["git", "ls-files", path], cwd=REPO, capture_output=True, encoding="utf-8", check=True).stdout
     return out.split()
 
 

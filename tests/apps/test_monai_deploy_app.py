@@ -78,7 +78,8 @@ def _run_app(
         if value is not None:
             args += [flag, str(value)]
     return subprocess.run(
-        args, cwd=REPO, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=300, check=False
+        args, cwd=REPO, env={**os.environ, **(env or {})}, capture_output=True, encoding="utf-8", timeout=300,
+        check=False
     )
 
 

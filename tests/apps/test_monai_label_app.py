@@ -362,7 +362,7 @@ def test_the_app_warns_when_the_host_is_not_loopback(tmp_path):
     hosts = [host for host, _ in HOSTS]
     command = [str(LABEL_VENV / "bin" / "python"), "-c", _BUILD_APPS, str(app), str(studies), str(bundle)]
     proc = subprocess.run(
-        [*command, json.dumps(hosts)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+        [*command, json.dumps(hosts)], cwd=tmp_path, env=env, capture_output=True, encoding="utf-8", timeout=600
     )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("FOUND ")]
     assert proc.returncode == 0 and lines, f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"

@@ -247,7 +247,7 @@ def _bundle_run(root: Path, datalist: Path, *extra: str) -> subprocess.Completed
     for key, value in TINY.items():
         command += [f"--{key}", json.dumps(value)]
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
-    return subprocess.run(command + list(extra), cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(command + list(extra), cwd=root, env=env, capture_output=True, encoding="utf-8", timeout=600)
 
 
 def _datalist(folder: Path, kinds: list[str]) -> tuple[Path, list[str]]:

@@ -110,7 +110,7 @@ def test_the_comparing_process_imports_neither_torch_nor_monai():
         "import bundle.comparison.cost, bundle.comparison.pages, bundle.comparison.runner, bundle.comparison.worker\n"
         "print(sorted(m for m in ('torch', 'monai', 'mlflow', 'matplotlib', 'ignite') if m in sys.modules))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, encoding="utf-8", check=True)
     assert done.stdout.strip() == "[]"
 
 

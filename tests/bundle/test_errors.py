@@ -172,8 +172,9 @@ def _bundle_run(root: Path, configs: list[str], overrides: dict, torchrun: bool 
     command += ["--config_file", config_files, "--meta_file", str(CONFIGS / "metadata.json"), "--logging_file",
                 str(CONFIGS / "logging.conf"), "--bundle_root", str(root)] + _cli({**TINY, **overrides})
     env = {k: v for k, v in os.environ.items() if k != "MIMS_DEBUG"}
-    env.update(PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
-    done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    env.update(PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", PYTHONIOENCODING="utf-8")
+    # messages may hold non-ASCII characters: decode as UTF-8 whatever the test process's locale is
+    done = subprocess.run(command, cwd=root, env=env, capture_output=True, encoding="utf-8", timeout=600)
     assert done.returncode != 0, done.stderr[-3000:]
     return done.stderr.rstrip().splitlines()
 

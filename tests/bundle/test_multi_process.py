@@ -34,7 +34,7 @@ def _torchrun(configs: list[str], overrides: dict, cwd) -> str:
     command += ["--meta_file", str(CONFIGS / "metadata.json"), "--logging_file", str(CONFIGS / "logging.conf")]
     command += _cli(overrides)
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, encoding="utf-8", timeout=600)
     log = done.stdout + done.stderr
     assert done.returncode == 0, log[-6000:]
     return log

@@ -226,7 +226,7 @@ def test_real_kermany_grouped_by_patient(tmp_path):
 
 def test_cli(tmp_path, capsys):
     help_text = subprocess.run(
-        [sys.executable, str(SCRIPT), "--help"], cwd=tmp_path, capture_output=True, text=True, check=True
+        [sys.executable, str(SCRIPT), "--help"], cwd=tmp_path, capture_output=True, encoding="utf-8", check=True
     ).stdout
     for option in ("--images-dir", "--labels-csv", "--out", "--group-column", "--val-fraction", "--overwrite"):
         assert option in help_text

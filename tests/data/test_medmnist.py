@@ -155,7 +155,7 @@ def test_real_adrenalmnist3d(tmp_path):
 
 def test_cli(tmp_path, capsys):
     help_text = subprocess.run(
-        [sys.executable, str(SCRIPT), "--help"], cwd=tmp_path, capture_output=True, text=True, check=True
+        [sys.executable, str(SCRIPT), "--help"], cwd=tmp_path, capture_output=True, encoding="utf-8", check=True
     ).stdout
     for option in ("--npz", "--out", "--overwrite", "--label-names"):
         assert option in help_text

@@ -207,7 +207,7 @@ def test_dataset_rejects_invalid_arguments(tmp_path, kwargs):
 
 def test_cli_help_from_another_directory(tmp_path):
     out = subprocess.run(
-        [sys.executable, str(SCRIPT), "--help"], cwd=tmp_path, capture_output=True, text=True, check=True
+        [sys.executable, str(SCRIPT), "--help"], cwd=tmp_path, capture_output=True, encoding="utf-8", check=True
     ).stdout
     for option in ("--out", "--num-train", "--num-val", "--num-test", "--seed", "--size", "--lesion-radius",
                    "--overwrite"):

@@ -87,7 +87,7 @@ def test_quick_report_has_every_section_with_numeric_ratios_and_verdicts(quick_r
 
 def test_help_explains_every_option(tmp_path):
     result = subprocess.run(
-        [sys.executable, str(SCRIPT), "--help"], cwd=tmp_path, capture_output=True, text=True, check=True
+        [sys.executable, str(SCRIPT), "--help"], cwd=tmp_path, capture_output=True, encoding="utf-8", check=True
     )
     parser = benchmark.build_parser()
     for action in parser._actions:

@@ -119,7 +119,7 @@ def test_invalid_arguments_fail_before_any_work(cm, tmp_path, datalist, capsys, 
 
 def test_help_explains_every_option(cm, tmp_path):
     result = subprocess.run([sys.executable, str(COMPARE_SCRIPT), "--help"], cwd=tmp_path, capture_output=True,
-                            text=True, check=True)
+                            encoding="utf-8", check=True)
     for action in cm.build_parser()._actions:
         assert action.help, action.option_strings
         for option in action.option_strings:
@@ -180,7 +180,7 @@ def test_end_to_end_two_specs_then_resumed(tiny_dataset, tmp_path):
         "--methods", "mims_cnn", "mims_cnn:top_k=2", "--seeds", "0", "--output-root", str(tmp_path / "runs"),
         "--results-dir", str(tmp_path / "results"), "--quiet", "--override", *_tiny_overrides(),
     ]
-    first = subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path)
+    first = subprocess.run(argv, capture_output=True, encoding="utf-8", cwd=tmp_path)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "[1/2] mims_cnn seed 0: training ..." in first.stdout
     assert "[2/2] mims_cnn:top_k=2 seed 0: evaluating ..." in first.stdout
@@ -237,7 +237,7 @@ def test_end_to_end_two_specs_then_resumed(tiny_dataset, tmp_path):
     logs = {p: p.stat().st_mtime_ns for p in dataset_dir.glob("*/seed0/worker.log")}
     assert len(logs) == 2
     start = time.perf_counter()
-    second = subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path)
+    second = subprocess.run(argv, capture_output=True, encoding="utf-8", cwd=tmp_path)
     took = time.perf_counter() - start
     assert second.returncode == 0, second.stdout + second.stderr
     assert second.stdout.count(": skipped (") == 2 and "0 done, 2 skipped, 0 failed of 2 run(s)" in second.stdout

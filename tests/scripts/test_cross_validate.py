@@ -41,8 +41,8 @@ def _labels_csv(dataset: Path, path: Path) -> Path:
 
 
 def test_help_explains_every_option(cv, tmp_path):
-    result = subprocess.run([sys.executable, str(SCRIPT), "--help"], cwd=tmp_path, capture_output=True, text=True,
-                            check=True)
+    result = subprocess.run([sys.executable, str(SCRIPT), "--help"], cwd=tmp_path, capture_output=True,
+                            encoding="utf-8", check=True)
     for action in cv.build_parser()._actions:
         assert action.help, action.option_strings
         for option in action.option_strings:
@@ -74,7 +74,7 @@ def test_end_to_end_two_folds_then_resumed(tiny_dataset, tmp_path):
     argv = [sys.executable, str(SCRIPT), "--images-dir", str(tiny_dataset), "--labels-csv",
             str(_labels_csv(tiny_dataset, tmp_path / "labels.csv")), "--output-dir", str(tmp_path / "cv"),
             "--k", "2", "--val-fraction", "0.34", "--quiet", "--override", *overrides]
-    first = subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path)
+    first = subprocess.run(argv, capture_output=True, encoding="utf-8", cwd=tmp_path)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "[fold 1, 2/2] mims_cnn seed 0: evaluating ..." in first.stdout
     record = json.loads((tmp_path / "cv" / "cross_validation.json").read_text())
@@ -87,6 +87,6 @@ def test_end_to_end_two_folds_then_resumed(tiny_dataset, tmp_path):
     assert record["summary"]["auroc"]["n"] == 2
     assert "| auroc | 2 |" in (tmp_path / "cv" / "cross_validation.md").read_text()
 
-    second = subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path)
+    second = subprocess.run(argv, capture_output=True, encoding="utf-8", cwd=tmp_path)
     assert second.returncode == 0, second.stdout + second.stderr
     assert "0 done, 2 skipped, 0 failed of 2 run(s)" in second.stdout

@@ -24,7 +24,7 @@ def script():
 
 
 def test_help_from_another_directory(tmp_path):
-    out = subprocess.run([sys.executable, str(SCRIPT), "--help"], cwd=tmp_path, capture_output=True, text=True,
+    out = subprocess.run([sys.executable, str(SCRIPT), "--help"], cwd=tmp_path, capture_output=True, encoding="utf-8",
                          check=True).stdout
     for option in ("--data", "--ckpt", "--epochs", "--image-size", "--window-sizes", "--num-windows", "--report",
                    "--figure", "--note"):

@@ -25,8 +25,8 @@ def mrp():
 
 
 def test_help_explains_every_option(mrp, tmp_path):
-    result = subprocess.run([sys.executable, str(SCRIPT), "--help"], cwd=tmp_path, capture_output=True, text=True,
-                            check=True)
+    result = subprocess.run([sys.executable, str(SCRIPT), "--help"], cwd=tmp_path, capture_output=True,
+                            encoding="utf-8", check=True)
     for action in mrp.build_parser()._actions:
         assert action.help, action.option_strings
         for option in action.option_strings:

@@ -15,7 +15,7 @@ COST_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "method_cost.py"
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(COST_SCRIPT), *args], capture_output=True, text=True, timeout=600)
+    return subprocess.run([sys.executable, str(COST_SCRIPT), *args], capture_output=True, encoding="utf-8", timeout=600)
 
 
 def test_two_methods_measured_relative_to_mi_pre_conv(tmp_path):

@@ -26,7 +26,7 @@ TRAIN_ARGS = [arg for key, value in TRAIN_SETTINGS.items() for arg in (f"--{key}
 
 def _run(command: list[str], cwd: Path, pythonpath: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(pythonpath)}
-    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, encoding="utf-8", timeout=600)
     assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
     return result
 

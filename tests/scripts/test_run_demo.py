@@ -15,7 +15,8 @@ SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "run_demo.py"
 
 
 def test_help_runs_from_another_folder(tmp_path):
-    result = subprocess.run([sys.executable, str(SCRIPT), "--help"], cwd=tmp_path, capture_output=True, text=True)
+    result = subprocess.run([sys.executable, str(SCRIPT), "--help"], cwd=tmp_path, capture_output=True,
+                            encoding="utf-8")
     assert result.returncode == 0 and "--bundle-root" in result.stdout
 
 
