@@ -42,6 +42,7 @@ __all__ = [
     "build_rows",
     "draw_auroc_chart",
     "format_ratio",
+    "kept_epoch",
     "load_page_specs",
     "make_pages",
     "page_spec_for",
@@ -285,6 +286,35 @@ def _interval_text(values: Any, signed: bool = False) -> str:
     return f"[{low:{sign}.3f}, {high:{sign}.3f}]"
 
 
+def kept_epoch(record: Mapping[str, Any]) -> int | None:
+    """The epoch of the checkpoint a run evaluated, from its record.
+
+    ``keep_model: final`` keeps the last epoch. Otherwise the best model is the first epoch with the highest
+    in-training validation value of the key metric among the epochs from ``best_model_min_epoch`` on (ignite's
+    checkpoint replaces its best only on a strictly higher score), read from the record's per-epoch curves;
+    without curves, the record's best validation epoch (which ignores ``best_model_min_epoch``).
+
+    Args:
+        record: a run record (``bundle.comparison.records``): ``overrides``, ``curves``, ``validation``,
+            ``epochs_completed``.
+    """
+    overrides = record.get("overrides") or {}
+    validation = record.get("validation") or {}
+    if overrides.get("keep_model") == "final":
+        return record.get("epochs_completed")
+    curves = record.get("curves") or {}
+    epochs, values = curves.get("epoch"), curves.get(f"val_{validation.get('metric', 'auroc')}")
+    if epochs and values:
+        min_epoch = int(overrides.get("best_model_min_epoch", 1))
+        best: tuple[float, int] | None = None
+        for epoch, value in zip(epochs, values):
+            if value is not None and epoch >= min_epoch and (best is None or value > best[0]):
+                best = (value, int(epoch))
+        if best is not None:
+            return best[1]
+    return validation.get("best_epoch")
+
+
 def _per_seed(row: Row, seeds: Sequence[int], value: Any) -> str:
     return " / ".join(value(row.records[s], s) if s in row.records else DASH for s in seeds)
 
@@ -357,7 +387,7 @@ def _table_lines(table: TableSpec, rows: Mapping[str, Row], seeds: Sequence[int]
         cells += [
             _mean_text(row.values("test", "accuracy")), _mean_text(row.values("test", "f1")), _threshold_text(row),
             f"{n}/{len(seeds)}" + (" †" if n < len(seeds) else ""),
-            _per_seed(row, seeds, lambda r, s: str((r.get("validation") or {}).get("best_epoch", DASH))),
+            _per_seed(row, seeds, lambda r, s: str(kept_epoch(r) or DASH)),
             _parameters_text(row), _time_text(row),
         ]
         lines.append("| " + " | ".join(cells) + " |")
@@ -442,7 +472,8 @@ _DEFINITIONS = (
     "against the reference. The intervals reflect the finite test set and the seeds found, not other training "
     "data. Accuracy and F1: mean over seeds, each at its run's decision threshold on the probability of class 1 "
     "(Threshold: their mean; argmax: none stored). Seeds: runs found of those declared; † marks a row with fewer "
-    "seeds. Best val. epoch: the epoch of the checkpoint evaluated, per seed. Train ms/iteration: median wall "
+    "seeds. Best val. epoch: the epoch of the checkpoint evaluated, per seed (the best validation from "
+    "best_model_min_epoch on). Train ms/iteration: median wall "
     "time of a training iteration, mean over seeds, shown only when every run's mean 1-minute load during "
     "training and evaluation stayed within its usable cores plus 0.5 (the training itself keeps every core busy; "
     "else — with the highest mean load); clean cost "

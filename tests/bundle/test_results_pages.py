@@ -213,3 +213,22 @@ def test_bad_records_are_named(tmp_path, name, text, fragment):
     with pytest.raises(ValueError, match=f"record {path}") as e:
         records.load_records(tmp_path / "demo")
     assert fragment in str(e.value)
+
+
+_CURVES = {"epoch": [1, 2, 3, 4], "val_auroc": [0.70, 0.90, 0.80, 0.80]}
+
+
+@pytest.mark.parametrize(
+    "record, expected",
+    [
+        ({"curves": _CURVES, "overrides": {}, "validation": {"metric": "auroc", "best_epoch": 2}}, 2),
+        # best_model_min_epoch: epoch 2 cannot be kept; of the tied epochs 3 and 4 the first is kept
+        ({"curves": _CURVES, "overrides": {"best_model_min_epoch": 3}, "validation": {"best_epoch": 2}}, 3),
+        ({"curves": _CURVES, "overrides": {"keep_model": "final"}, "epochs_completed": 4}, 4),
+        # no curves: the recorded best validation epoch
+        ({"overrides": {"best_model_min_epoch": 3}, "validation": {"best_epoch": 2}}, 2),
+        ({"overrides": {}}, None),
+    ],
+)
+def test_kept_epoch_follows_the_checkpoint_rules(record, expected):
+    assert pages.kept_epoch(record) == expected
