@@ -22,9 +22,12 @@ The series is a test object (modality ``OT``, patient ``MIMS-DEMO``, no real pat
 
 from __future__ import annotations
 
+import contextlib
+import locale
 import os
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +63,19 @@ def int16_mapping(array: np.ndarray) -> tuple[float, float]:
     intercept = float(np.floor((low + high) / 2))  # an integer: GDCM refuses a fractional intercept for int16
     reach = max(high - intercept, intercept - low)
     return (reach / INT16_RANGE[1] if reach > 0 else 1.0), intercept
+
+
+@contextlib.contextmanager
+def _locale_kept() -> Iterator[None]:
+    """Restore the process's locale after a write: GDCM's DICOM writing sets the C locale, after which Python's
+    default text encoding in this process becomes ASCII (``open()`` without ``encoding`` then fails on any
+    non-ASCII text)."""
+    saved = locale.setlocale(locale.LC_ALL)
+    try:
+        yield
+    finally:
+        if locale.setlocale(locale.LC_ALL) != saved:
+            locale.setlocale(locale.LC_ALL, saved)
 
 
 def write_dicom_series(
@@ -159,7 +175,8 @@ def write_dicom_series(
         plane.SetMetaData("0028|0030", f"{spacing[1]:.10g}\\{spacing[0]:.10g}")  # pixel spacing: rows, columns
         path = out_dir / f"slice_{z:04d}.dcm"
         writer.SetFileName(str(path))
-        writer.Execute(plane)
+        with _locale_kept():
+            writer.Execute(plane)
         files.append(path)
     return {
         "folder": out_dir,

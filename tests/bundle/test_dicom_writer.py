@@ -88,3 +88,26 @@ def test_errors_name_the_file(tmp_path):
     with pytest.raises(FileExistsError, match="already holds .dcm files"):
         write_dicom_series(good, tmp_path / "out")
     assert len(write_dicom_series(good, tmp_path / "out", overwrite=True)["files"]) == 3
+
+
+def test_writing_and_reading_a_dicom_series_keep_the_process_locale(tmp_path):
+    """GDCM's DICOM writing sets the C locale; the writer restores it (else this process's text I/O turns ASCII)."""
+    import locale
+
+    import nibabel as nib
+
+    saved = locale.setlocale(locale.LC_ALL)
+    try:
+        locale.setlocale(locale.LC_CTYPE, "C.UTF-8")  # a start that differs from the C locale GDCM sets
+    except locale.Error:
+        pytest.skip("no C.UTF-8 locale on this system")
+    try:
+        before = (locale.setlocale(locale.LC_ALL), locale.getpreferredencoding(False))
+        nifti = tmp_path / "volume.nii.gz"
+        nib.save(nib.Nifti1Image(np.zeros(SHAPE, np.int16), np.eye(4)), str(nifti))
+        write_dicom_series(nifti, tmp_path / "series")
+        LoadVolumed(keys="image")({"image": str(tmp_path / "series")})
+        assert (locale.setlocale(locale.LC_ALL), locale.getpreferredencoding(False)) == before
+        assert before[1] == "UTF-8"
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
