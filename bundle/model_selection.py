@@ -33,7 +33,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -76,16 +76,21 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _check_choice(key: str, value: Any, allowed: Sequence[str]) -> Any:
+    """``value`` if it is one of ``allowed``; else a ValueError naming the config ``key``, the value and the choices."""
+    if value not in allowed:
+        choices = ", ".join(repr(v) for v in allowed)
+        raise ValueError(f"{key} must be one of {choices}, got {value!r}")
+    return value
+
+
 def check_keep_model(keep_model: str) -> str:
     """``keep_model`` if it is one of :data:`KEEP_MODEL`.
 
     Raises:
         ValueError: any other value (the message names the key, the value and the allowed ones).
     """
-    if keep_model not in KEEP_MODEL:
-        allowed = ", ".join(repr(v) for v in KEEP_MODEL)
-        raise ValueError(f"keep_model must be one of {allowed}, got {keep_model!r}")
-    return keep_model
+    return _check_choice("keep_model", keep_model, KEEP_MODEL)
 
 
 def check_best_model_min_epoch(min_epoch: int) -> int:
@@ -116,10 +121,7 @@ def check_promote(promote: str) -> str:
     Raises:
         ValueError: any other value (the message names the key, the value and the allowed ones).
     """
-    if promote not in PROMOTE:
-        allowed = ", ".join(repr(v) for v in PROMOTE)
-        raise ValueError(f"promote must be one of {allowed}, got {promote!r}")
-    return promote
+    return _check_choice("promote", promote, PROMOTE)
 
 
 class BestModelSaver(CheckpointSaver):
