@@ -65,12 +65,19 @@ def code_text(state: dict[str, Any] | None) -> str:
 
 
 def display_path(path: str | os.PathLike, root: str | os.PathLike = REPO) -> str:
-    """``path`` relative to ``root`` (default: the repository) when inside it, else absolute."""
-    path = Path(path).resolve()
-    try:
-        return str(path.relative_to(Path(root).resolve()))
-    except ValueError:
-        return str(path)
+    """``path`` relative to ``root`` (default: the repository) when inside it, else absolute.
+
+    A path that lies inside ``root`` as written (e.g. ``data/x`` where ``data`` is a symbolic link to another
+    clone's data) stays relative, so two clones that share their data name it alike; otherwise symbolic links
+    are resolved before comparing.
+    """
+    for candidate, base in ((Path(os.path.abspath(path)), Path(os.path.abspath(root))),
+                            (Path(path).resolve(), Path(root).resolve())):
+        try:
+            return str(candidate.relative_to(base))
+        except ValueError:
+            continue
+    return str(Path(path).resolve())
 
 
 def _proc_field(path: str, name: str) -> str | None:

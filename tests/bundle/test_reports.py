@@ -1,13 +1,15 @@
 # Copyright (c) 2026 MIMS-CNN bundle contributors
 # Licensed under the Apache License, Version 2.0 (see LICENSE at the repository root).
-"""``bundle.reports``: atomic writes."""
+"""``bundle.reports``: atomic writes, paths as pages show them."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
 from bundle import reports
-from bundle.reports import atomic_path, atomic_write
+from bundle.reports import atomic_path, atomic_write, display_path
 
 
 def test_atomic_write_replaces_and_leaves_no_temporary_file(tmp_path):
@@ -62,3 +64,25 @@ def test_code_text():
     assert reports.code_text({"commit": "0123456789abcdef", "uncommitted_changes": False}) == "commit `0123456789ab`"
     assert reports.code_text({"commit": "0123456789abcdef", "uncommitted_changes": True}).endswith(
         " with uncommitted changes")
+
+
+def test_display_path_inside_root_relative_outside_absolute(tmp_path):
+    root = tmp_path / "clone"
+    (root / "data").mkdir(parents=True)
+    assert display_path(root / "data" / "x.json", root) == str(Path("data") / "x.json")
+    assert display_path(tmp_path / "elsewhere.json", root) == str(tmp_path / "elsewhere.json")
+
+
+def test_display_path_keeps_a_symlinked_folder_relative(tmp_path):
+    """A clone whose ``data`` links to another clone's data names its datalist like that clone does."""
+    shared = tmp_path / "main" / "data"
+    shared.mkdir(parents=True)
+    clone = tmp_path / "second"
+    clone.mkdir()
+    (clone / "data").symlink_to(shared, target_is_directory=True)
+    assert display_path(clone / "data" / "datalist.json", clone) == str(Path("data") / "datalist.json")
+    assert display_path(shared / "datalist.json", tmp_path / "main") == str(Path("data") / "datalist.json")
+    # a link pointing into the root from outside is resolved
+    outside = tmp_path / "link_to_main"
+    outside.symlink_to(tmp_path / "main", target_is_directory=True)
+    assert display_path(outside / "data" / "d.json", tmp_path / "main") == str(Path("data") / "d.json")
