@@ -15,10 +15,10 @@ the evaluator that act on it:
   (``{"image": <path>, "label": ..., FAILURE_KEY: <reason>}``) instead of an exception;
   :class:`bundle.collate.PadBagCollate` (``keep_failed=True``) collates the good cases of a batch and carries
   the failed ones under :data:`FAILED_CASES_KEY`; :class:`CaseReportingEvaluator` takes them out of the batch
-  (``engine.state.failed_cases``) and skips a batch without any good case; :class:`bundle.handlers.
-  PredictionsWriter` writes them with ``status`` ``failed`` and the ``reason``; :func:`exit_if_failed` ends
-  the run with a non-zero exit status after the predictions file is written. With ``fail_fast=True`` the first
-  bad case stops the run with a :class:`CaseError`.
+  (``engine.state.failed_cases``) and skips a batch without any good case;
+  :class:`bundle.result_writers.PredictionsWriter` writes them with ``status`` ``failed`` and the ``reason``;
+  :func:`exit_if_failed` ends the run with a non-zero exit status after the predictions file is written. With
+  ``fail_fast=True`` the first bad case stops the run with a :class:`CaseError`.
 - :class:`CheckedCacheDataset` (training, validation, evaluation): every case is loaded into the cache;
   by default the bad cases are all reported at once in one :class:`CaseError`; with ``skip_bad_cases=True``
   they are logged, left out, and listed in :attr:`CheckedCacheDataset.skipped_cases`, which
@@ -40,7 +40,7 @@ from monai.engines import SupervisedEvaluator
 
 from bundle.config import as_bool
 from bundle.errors import BundleUserError
-from bundle.handlers import MLflowRunUser
+from bundle.mlflow_handlers import MLflowRunUser
 
 __all__ = [
     "FAILURE_KEY",
@@ -285,7 +285,7 @@ class CaseReportingEvaluator(SupervisedEvaluator):
 
     Each iteration takes the failed cases that :class:`bundle.collate.PadBagCollate` (``keep_failed=True``)
     put under :data:`FAILED_CASES_KEY` out of the batch into ``engine.state.failed_cases`` (``[]`` when none),
-    where :class:`bundle.handlers.PredictionsWriter` finds them. A batch whose cases all failed runs nothing:
+    where :class:`bundle.result_writers.PredictionsWriter` finds them. A batch whose cases all failed runs nothing:
     the iteration's output and batch are empty lists. Takes the arguments of ``SupervisedEvaluator``.
     """
 
@@ -303,7 +303,7 @@ class SkippedCasesLogger(MLflowRunUser):
     """Record the cases that :class:`CheckedCacheDataset` left out (``skip_bad_cases``) in the run's MLflow run.
 
     When the trainer's first iteration starts (the run of the ``MLFlowHandler`` that ``--tracking mlflow``
-    attaches is open then; see :class:`bundle.handlers.MLflowRunUser`), logs the parameter ``skipped_cases``
+    attaches is open then; see :class:`bundle.mlflow_handlers.MLflowRunUser`), logs the parameter ``skipped_cases``
     (their number) and the artifact ``skipped_cases.json`` (``{<name>: [{"case", "reason"}, ...]}``). Without
     tracking it does nothing (the datasets already logged every skipped case).
 
@@ -341,7 +341,7 @@ def exit_if_failed(rows: Sequence[Mapping[str, Any]], predictions: str | os.Path
     transform), then a summary naming the predictions file.
 
     Args:
-        rows: the rows :class:`bundle.handlers.PredictionsWriter` wrote (``status`` ``"ok"`` or ``"failed"``).
+        rows: the rows :class:`bundle.result_writers.PredictionsWriter` wrote (``status`` ``"ok"`` or ``"failed"``).
         predictions: the predictions file, for the message.
 
     Raises:

@@ -17,7 +17,7 @@ What runs where:
   ranks, so every rank computes the metrics of the whole split), the learning-rate schedule;
 - rank 0 only: the handlers whose types are listed in the configs' ``rank0_only_handlers`` (log lines,
   checkpoints, promotion of the best model, MLflow, overlays, metrics file; see
-  :func:`handlers_for_rank`), and the predictions file (``bundle.handlers.PredictionsWriter``, attached
+  :func:`handlers_for_rank`), and the predictions file (``bundle.result_writers.PredictionsWriter``, attached
   on every rank, writes every rank's rows on rank 0 through :func:`gather_in_order`).
 
 Functions that need the process group raise ``RuntimeError`` when it is not initialised, so a

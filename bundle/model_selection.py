@@ -15,7 +15,7 @@ The options of ``configs/train.json`` (defaults keep the behaviour of a run with
   Ignite fires ``COMPLETED`` after a stop, so the kept model is offered for promotion and ``checkpoint_final.pt``
   written.
 - ``promote`` (``"better"``): whether the kept model replaces the bundle's current model ``models/model.pt``
-  (:func:`promote_model`, run by ``bundle.handlers.PromoteCheckpoint`` when training completes): ``"better"``
+  (:func:`promote_model`, run by ``bundle.promote_checkpoint.PromoteCheckpoint`` when training completes): ``"better"``
   only when its validation metric beats the one recorded for the current model on the same validation data,
   ``"always"``, or ``"never"``. The promoted model's provenance is written beside it
   (``models/model.provenance.json``, :func:`provenance_path`).

@@ -17,7 +17,7 @@ from ignite.engine import Engine, Events
 
 from bundle.decision import POSITIVE_CLASS, choose_threshold, save_decision
 from bundle.distributed import gather_in_order
-from bundle.handlers import MLflowRunUser
+from bundle.mlflow_handlers import MLflowRunUser
 from bundle.model_selection import check_keep_model
 
 __all__ = ["ThresholdSelector"]
@@ -53,7 +53,7 @@ class ThresholdSelector(MLflowRunUser):
 
     Each written threshold is also logged as the MLflow metric ``decision_threshold`` (step: the epoch) in the
     run of the ``MLFlowHandler`` that ``--tracking mlflow`` attaches to the evaluator (see
-    :class:`bundle.handlers.MLflowRunUser`): its last value is the kept model's. A validation whose
+    :class:`bundle.mlflow_handlers.MLflowRunUser`): its last value is the kept model's. A validation whose
     probabilities have other than 2 classes is skipped (binary tasks only).
 
     Multi-process: attach it on every rank (collective; not in ``rank0_only_handlers``).

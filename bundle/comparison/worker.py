@@ -7,7 +7,7 @@ Started by :func:`bundle.comparison.runner.launch_worker` as::
     python -m bundle.comparison.worker <run-folder>/run_spec.json
 
 It trains with the run's train configs through ``monai.bundle.ConfigWorkflow`` tracked in MLflow,
-measuring the cost of training (:class:`bundle.handlers.IterationTimer`, peak memory increase,
+measuring the cost of training (:class:`bundle.iteration_timer.IterationTimer`, peak memory increase,
 parameters), evaluates the best checkpoint with the eval configs, logs the test metrics and the costs
 into the training's MLflow run and writes ``result.json`` last. Besides the metrics and costs, the result
 holds what the committed record of the run needs (:mod:`bundle.comparison.records`): the per-epoch curves
@@ -187,7 +187,7 @@ def training_curves(run: Mapping[str, Any], iterations: int, epochs: int) -> dic
 
 def case_predictions(predictions_path: str | os.PathLike) -> list[list[Any]] | None:
     """Per test case ``[case_id, label, probability of class 1]`` (two classes) or ``[case_id, label,
-    [probabilities]]``, from a :class:`bundle.handlers.PredictionsWriter` JSON file; case_id is the file name
+    [probabilities]]``, from a :class:`bundle.result_writers.PredictionsWriter` JSON file; case_id is the file name
     without folders. None when the file is absent."""
     path = Path(predictions_path)
     if not path.is_file():
@@ -262,7 +262,7 @@ def train_run(run: Mapping[str, Any]) -> dict[str, Any]:
     """Train one run, tracked in MLflow; returns its cost numbers, epochs and best validation metric."""
     import torch
 
-    from bundle.handlers import IterationTimer
+    from bundle.iteration_timer import IterationTimer
 
     workflow = _config_workflow(run, "train_configs", "train", "mlflow")
     trainer = workflow.parser.get_parsed_content("train#trainer")  # builds and caches the datasets

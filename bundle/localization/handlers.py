@@ -3,7 +3,7 @@
 """Ignite handlers that write the localization outputs of the cases an engine sees.
 
 - :class:`LocalizationWriter`: inference handler writing the files of every case and adding the key
-  slices to the engine's outputs, so that :class:`bundle.handlers.PredictionsWriter` writes them.
+  slices to the engine's outputs, so that :class:`bundle.result_writers.PredictionsWriter` writes them.
 - :class:`ValidationOverlayLogger`: training-time handler writing the montages of a few fixed
   validation cases every validation epoch and logging them into the MLflow run when one is tracked.
 
@@ -24,7 +24,8 @@ from ignite.engine import Engine, Events
 
 from bundle.config import as_bool
 from bundle.data.nifti_io import save_nifti
-from bundle.handlers import MLflowRunUser, case_name
+from bundle.mlflow_handlers import MLflowRunUser
+from bundle.result_writers import case_name
 
 from .case_outputs import (
     CaseLocalization,
@@ -66,7 +67,7 @@ def _check_settings(num_key_slices: int, class_index: int | None) -> None:
 class LocalizationWriter:
     """Write heatmaps, key-slice overlays and a montage of every case an inference engine sees.
 
-    Attach to the inference evaluator before :class:`bundle.handlers.PredictionsWriter`: at every
+    Attach to the inference evaluator before :class:`bundle.result_writers.PredictionsWriter`: at every
     ``ITERATION_COMPLETED`` (decollated outputs), for each case it computes gradient x input heatmaps
     (:class:`GradientTimesInput`) and slice scores (:func:`slice_scores`) for the predicted class (argmax
     of ``pred``) or ``class_index``, and writes into ``output_dir``:
@@ -218,8 +219,8 @@ class ValidationOverlayLogger(MLflowRunUser):
     writes ``<output_dir>/epoch_<nnn>/<case>_montage.png`` (``nnn``: the trainer's epoch, zero-padded to
     3 digits). With ``--tracking mlflow`` the files are logged into the run of the evaluator's
     ``MLFlowHandler`` (the trainer's run, which it shares) under ``overlays/epoch_<nnn>/``; the configs hand
-    that handler over with :func:`bundle.handlers.share_mlflow_run` (see
-    :class:`~bundle.handlers.MLflowRunUser`). Without tracking the files are only written.
+    that handler over with :func:`bundle.mlflow_handlers.share_mlflow_run` (see
+    :class:`~bundle.mlflow_handlers.MLflowRunUser`). Without tracking the files are only written.
 
     Training is not changed: no random number is drawn, the network's mode is restored, parameter
     gradients are untouched, and BatchNorm statistics are not updated (eval mode). It costs one forward

@@ -14,7 +14,7 @@ __all__ = ["datalist_entry_name", "mask_pipeline"]
 def datalist_entry_name(entry: Mapping[str, Any]) -> str:
     """The name of a datalist entry in reports: the file name of its ``image``.
 
-    (Not :func:`bundle.handlers.case_name`, which names a decollated engine item from its metadata.)
+    (Not :func:`bundle.result_writers.case_name`, which names a decollated engine item from its metadata.)
     """
     return Path(str(entry["image"])).name
 

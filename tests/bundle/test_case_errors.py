@@ -29,7 +29,7 @@ from bundle.case_errors import (
     exit_if_failed,
 )
 from bundle.collate import PadBagCollate
-from bundle.handlers import PredictionsWriter
+from bundle.result_writers import PredictionsWriter
 from bundle_testing import CONFIGS, REPO, TINY, TINY_TRAIN, copy_dataset, run_workflow
 from transforms import EnsureChannelsd, LoadVolumed, ToBagd
 

@@ -21,7 +21,8 @@ from bundle.decision import (
     resolve_threshold,
     save_decision,
 )
-from bundle.handlers import PredictionsWriter, PromoteCheckpoint
+from bundle.promote_checkpoint import PromoteCheckpoint
+from bundle.result_writers import PredictionsWriter
 from bundle.model_selection import BestModelSaver
 from bundle.threshold_selection import ThresholdSelector
 

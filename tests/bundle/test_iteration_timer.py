@@ -1,12 +1,12 @@
 # Copyright (c) 2026 MIMS-CNN bundle contributors
 # Licensed under the Apache License, Version 2.0 (see LICENSE at the repository root).
-"""``bundle.handlers.IterationTimer``: one iteration time and one model-step time per trainer iteration."""
+"""``bundle.iteration_timer.IterationTimer``: one iteration time and one model-step time per trainer iteration."""
 
 from __future__ import annotations
 
 import time
 
-from bundle.handlers import IterationTimer
+from bundle.iteration_timer import IterationTimer
 
 
 def test_iteration_timer_times_every_iteration():

@@ -1,7 +1,8 @@
 # Copyright (c) 2026 MIMS-CNN bundle contributors
 # Licensed under the Apache License, Version 2.0 (see LICENSE at the repository root).
 """Promotion of a run's model to ``models/model.pt`` (``bundle.model_selection.promote_model`` and
-``bundle.handlers.PromoteCheckpoint``): the rules of ``promote``, the provenance, the lock, atomic replacement."""
+``bundle.promote_checkpoint.PromoteCheckpoint``): the rules of ``promote``, the provenance, the lock, atomic
+replacement."""
 
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ from ignite.engine import Engine, Events
 from ignite.handlers.checkpoint import CheckpointEvents
 
 from bundle.decision import save_decision
-from bundle.handlers import PromoteCheckpoint
 from bundle.model_selection import (
     check_promote,
     model_lock,
@@ -26,6 +26,7 @@ from bundle.model_selection import (
     read_provenance,
     validation_data_hash,
 )
+from bundle.promote_checkpoint import PromoteCheckpoint
 
 LOGGER = "bundle.model_selection"
 
@@ -281,3 +282,24 @@ def test_a_second_run_that_is_not_better_keeps_the_model(tmp_path, caplog):
     promotion, target, _ = _train(tmp_path, [0.5, 0.8, 0.85], {1, 2, 3}, promote="always", weights=b"second")
     assert promotion.outcome["promoted"] and target.read_bytes() == b"second"
     assert read_provenance(target)["metric"]["value"] == 0.85
+
+
+def test_promote_checkpoint_only_on_success(tmp_path):
+    source, target = tmp_path / "run" / "model.pt", tmp_path / "models" / "model.pt"
+    source.parent.mkdir()
+    source.write_bytes(b"new")
+    target.parent.mkdir()
+    target.write_bytes(b"old")
+
+    def failing(engine, batch):
+        raise RuntimeError("boom")
+
+    engine = Engine(failing)
+    PromoteCheckpoint(source, target).attach(engine)
+    with pytest.raises(RuntimeError, match="boom"):
+        engine.run([1], max_epochs=1)
+    assert target.read_bytes() == b"old"
+    engine = Engine(lambda e, b: b)
+    PromoteCheckpoint(source, target).attach(engine)
+    engine.run([1], max_epochs=1)
+    assert target.read_bytes() == b"new"

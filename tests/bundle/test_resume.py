@@ -330,7 +330,7 @@ def test_mlflow_extras_continue_the_run_of_the_checkpoint(tmp_path, caplog):
     from monai.handlers import MLFlowHandler
     from monai.utils import path_to_sqlite_uri
 
-    from bundle.handlers import MLflowRunExtras, share_mlflow_run
+    from bundle.mlflow_handlers import MLflowRunExtras, share_mlflow_run
 
     uri = path_to_sqlite_uri(str(tmp_path / "mlruns.db"))
 
@@ -366,7 +366,7 @@ def test_mlflow_extras_continue_the_run_of_the_checkpoint(tmp_path, caplog):
 def test_resume_state_keeps_the_best_so_far(tmp_path):
     from ignite.engine import Engine, Events
 
-    from bundle.handlers import PromoteCheckpoint
+    from bundle.promote_checkpoint import PromoteCheckpoint
     from bundle.model_selection import BestModelSaver
     from bundle.resume import ResumeState
     from bundle.threshold_selection import ThresholdSelector

@@ -1,7 +1,7 @@
 # Copyright (c) 2026 MIMS-CNN bundle contributors
 # Licensed under the Apache License, Version 2.0 (see LICENSE at the repository root).
-"""``bundle.handlers.SingleClassMonitor`` on hand-made engine outputs: a warning and MLflow metrics when every
-case is predicted as one class, silence otherwise; in two processes the classes of both ranks decide."""
+"""``bundle.single_class_monitor.SingleClassMonitor`` on hand-made engine outputs: a warning and MLflow metrics when
+every case is predicted as one class, silence otherwise; in two processes the classes of both ranks decide."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import pytest
 import torch
 from ignite.engine import Engine
 
-from bundle.handlers import SingleClassMonitor, share_mlflow_run
+from bundle.mlflow_handlers import share_mlflow_run
+from bundle.single_class_monitor import SingleClassMonitor
 
 COLLAPSED = "the model answers one class for everything (collapsed)"
 
@@ -35,7 +36,7 @@ def _run(monitor, batches, max_epochs=1):
 @pytest.mark.parametrize("batches, distinct", [(_batches([0, 1], [0, 0]), 2), (_batches([2], [0], [1]), 3)])
 def test_mixed_predictions_raise_no_warning(caplog, batches, distinct):
     monitor = SingleClassMonitor(class_names=["a", "b", "c"])
-    with caplog.at_level(logging.WARNING, logger="bundle.handlers"):
+    with caplog.at_level(logging.WARNING, logger="bundle.single_class_monitor"):
         _run(monitor, batches)
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert monitor.distinct_classes == distinct and len(monitor.predicted) == 4 - (distinct == 3)
@@ -43,7 +44,7 @@ def test_mixed_predictions_raise_no_warning(caplog, batches, distinct):
 
 def test_one_class_for_every_case_is_a_warning_each_epoch(caplog):
     monitor = SingleClassMonitor(class_names=["normal", "cyst", "other"])
-    with caplog.at_level(logging.WARNING, logger="bundle.handlers"):
+    with caplog.at_level(logging.WARNING, logger="bundle.single_class_monitor"):
         _run(monitor, _batches([0, 0], [0]), max_epochs=2)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warnings == [
@@ -55,7 +56,7 @@ def test_one_class_for_every_case_is_a_warning_each_epoch(caplog):
 
 
 def test_one_case_is_not_a_collapse_and_names_default_to_indices(caplog):
-    with caplog.at_level(logging.WARNING, logger="bundle.handlers"):
+    with caplog.at_level(logging.WARNING, logger="bundle.single_class_monitor"):
         _run(SingleClassMonitor(), _batches([1]))
         _run(SingleClassMonitor(name="test"), _batches([2], [2]))
     assert [r.getMessage() for r in caplog.records] == [
@@ -106,7 +107,7 @@ def _rank_worker(rank: int, world_size: int, port: int, shards: list, out_dir: s
     records: list[str] = []
     handler = logging.Handler(logging.WARNING)
     handler.emit = lambda record: records.append(record.getMessage())
-    logging.getLogger("bundle.handlers").addHandler(handler)
+    logging.getLogger("bundle.single_class_monitor").addHandler(handler)
     try:
         results = []
         for shard in shards:  # one evaluator run per scenario, every rank in step
