@@ -14,7 +14,7 @@ from monai.transforms import RandomizableTransform
 from monai.utils import set_determinism
 
 from bundle.loading import SeededDataLoader, transform_seed
-from bundle_testing import CONFIGS
+from bundle_testing import CONFIGS, TINY, TINY_TRAIN
 
 
 class DrawNumber(RandomizableTransform):
@@ -67,3 +67,30 @@ def test_training_config_uses_seeded_loader():
     loader = train["train"]["dataloader"]
     assert loader["_target_"] == "bundle.loading.SeededDataLoader"
     assert loader["seed"] == "@seed"
+
+
+def _first_training_batches(tiny_dataset, bundle_root, network_first: bool) -> list[torch.Tensor]:
+    """The first epoch's bags of the training config's loader, with or without building the network first."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config([str(CONFIGS / "common.json"), str(CONFIGS / "train.json")])
+    parser.update({**TINY, **TINY_TRAIN, "dataset_dir": str(tiny_dataset), "bundle_root": str(bundle_root),
+                   "seed": 7})
+    set_determinism(seed=7)
+    try:
+        if network_first:
+            parser.get_parsed_content("network_def")  # what the pre-flight does before the datasets exist
+        loader = parser.get_parsed_content("train#dataloader")
+        return [batch["image"].as_tensor().clone() for batch in loader]
+    finally:
+        set_determinism(seed=None)
+
+
+def test_training_bags_do_not_depend_on_building_the_network_first(tiny_dataset, bundle_root):
+    """The pre-flight builds the network before the training loader: the sampled slices and flips are the same."""
+    first = _first_training_batches(tiny_dataset, bundle_root, network_first=True)
+    second = _first_training_batches(tiny_dataset, bundle_root, network_first=False)
+    assert len(first) == len(second) == 2
+    for a, b in zip(first, second):
+        assert torch.equal(a, b)
