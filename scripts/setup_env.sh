@@ -6,13 +6,13 @@
 #                GPU users: TORCH_SPEC="torch --index-url <your CUDA wheel index>" or install a
 #                CUDA torch into .venv yourself before running this script.
 #   PYTHON       interpreter used to create .venv (default: python3)
-#   EXTRAS       pip extras of the bundle to install (default: test)
+#   EXTRAS       pip extras of the bundle to install (default: test,oct: the tests and the OCT vendor-file readers)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 PYTHON="${PYTHON:-python3}"
 TORCH_SPEC="${TORCH_SPEC:-torch==2.13.0}"
-EXTRAS="${EXTRAS:-test}"
+EXTRAS="${EXTRAS:-test,oct}"
 if [ ! -x .venv/bin/python ]; then
     echo "[setup] creating virtual environment .venv with $("$PYTHON" --version)"
     "$PYTHON" -m venv .venv

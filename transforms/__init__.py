@@ -28,9 +28,12 @@ from .bag import (
 from .channels import LUMA_WEIGHTS, EnsureChannels, EnsureChannelsd
 from .decision import ThresholdDecision, ThresholdDecisiond, check_threshold
 from .io import IMAGE_EXTENSIONS, SUPPORTED_EXTENSIONS, VOLUME_EXTENSIONS, LoadVolume, LoadVolumed, natural_sort_key
+from .oct_formats import OCT_EXTENSIONS, OCTReaderMissing
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "OCT_EXTENSIONS",
+    "OCTReaderMissing",
     "LUMA_WEIGHTS",
     "RESIZE_MODES",
     "SLICE_AXIS_KEY",

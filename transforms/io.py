@@ -12,7 +12,13 @@ path                                            reader                          
 ``.png .jpg .jpeg .tif .tiff .bmp``             PIL                                 ``[C, H, W]``
 folder holding 2D image files                   PIL, one file per slice             ``[C, H, W, D]``
 any other folder                                MONAI ``ITKReader`` (DICOM series)  ``[C, H, W, D]``
+OCT files: ``.vol .e2e .fda .fds``, Zeiss       :mod:`transforms.oct_formats`       ``[1, H, W, D]``
+``.img``, multi-frame ``.dcm``
 ==============================================  ==================================  ===============
+
+OCT files give ``[1, H, W, D]`` with H = depth, W = A-scans and D = the B-scans (the bag's slice axis,
+``slice_axis`` 2), an affine holding the voxel spacing in mm, and ``meta["laterality"]`` (``"OD"``, ``"OS"`` or
+None), ``meta["oct_format"]`` and ``meta["oct_scan"]``; see :mod:`transforms.oct_formats` for the readers.
 """
 
 from __future__ import annotations
@@ -30,9 +36,12 @@ from monai.transforms import LoadImage, MapTransform, Transform
 from monai.utils import ImageMetaKey, MetaKeys, TransformBackends
 from PIL import Image
 
+from .oct_formats import OCT_EXTENSIONS, oct_format, read_oct
+
 __all__ = [
     "VOLUME_EXTENSIONS",
     "IMAGE_EXTENSIONS",
+    "OCT_EXTENSIONS",
     "SUPPORTED_EXTENSIONS",
     "natural_sort_key",
     "LoadVolume",
@@ -56,7 +65,7 @@ IMAGE_EXTENSIONS: dict[str, str] = {
     ".tiff": "TIFF",
     ".bmp": "BMP",
 }
-SUPPORTED_EXTENSIONS: tuple[str, ...] = (*VOLUME_EXTENSIONS, *IMAGE_EXTENSIONS)
+SUPPORTED_EXTENSIONS: tuple[str, ...] = (*VOLUME_EXTENSIONS, *IMAGE_EXTENSIONS, *OCT_EXTENSIONS)
 
 # PIL modes with more than one value per pixel that are not plain grey/RGB/RGBA: converted on load.
 _PIL_CONVERSIONS = {"1": "L", "CMYK": "RGB", "YCbCr": "RGB", "LAB": "RGB", "HSV": "RGB", "PA": "RGBA"}
@@ -144,6 +153,11 @@ class LoadVolume(Transform):
       with an identity affine. Other files in the folder (and hidden files) are ignored.
     - any other folder: a DICOM series read by MONAI ``LoadImage`` with ``ITKReader`` (the first
       series found), ``[C, H, W, D]`` with the series' affine.
+    - OCT files (:mod:`transforms.oct_formats`): Heidelberg ``.vol`` / ``.e2e``, Topcon ``.fda`` / ``.fds``,
+      Zeiss Cirrus ``.img`` (when no ``.hdr`` lies beside it) and a multi-frame ophthalmic DICOM ``.dcm`` file:
+      ``[1, H, W, D]`` with H = depth, W = A-scans, D = B-scans in acquisition order (the bag's slice axis), the
+      affine ``diag(spacing, 1)`` in mm, ``meta["laterality"]`` (``"OD"``/``"OS"``/None), ``meta["oct_format"]``
+      and ``meta["oct_scan"]``. A file holding several scans needs ``scan``.
 
     ``meta["filename_or_obj"]`` is the path. Every output is checked: it must hold voxels, have 2 or 3
     spatial dimensions, and no NaN/inf values; ``spatial_dims`` and ``num_channels`` add checks.
@@ -156,9 +170,12 @@ class LoadVolume(Transform):
             4-D time series or vector image would otherwise be read as ``C`` channels and turned grey).
             2-D colour images and folders of colour slices keep their conversion by
             :class:`transforms.EnsureChannels`. None (default): not checked.
+        cirrus_shape: ``(n_bscans, ascans, depth)`` of Zeiss Cirrus ``.img`` files whose size matches no known scan
+            protocol (:data:`transforms.oct_formats.CIRRUS_PROTOCOLS`). None (default): from the protocol.
 
     Raises:
         FileNotFoundError: the path does not exist.
+        OCTReaderMissing: an OCT file whose optional reader is not installed (``pip install -e .[oct]``).
         ValueError: unknown suffix (the message lists the supported ones), an empty folder, slices
             of different shapes in a folder, a file the reader cannot decode
             (``"<path>: cannot be read as <format>: <reader's error>"``, raised from the reader's
@@ -175,15 +192,26 @@ class LoadVolume(Transform):
 
     backend = [TransformBackends.TORCH]
 
-    def __init__(self, spatial_dims: int | None = None, num_channels: int | None = None) -> None:
+    def __init__(
+        self,
+        spatial_dims: int | None = None,
+        num_channels: int | None = None,
+        cirrus_shape: tuple[int, int, int] | None = None,
+    ) -> None:
         if spatial_dims is not None and (isinstance(spatial_dims, bool) or spatial_dims not in (2, 3)):
             raise ValueError(f"spatial_dims must be 2, 3 or None (both accepted), got {spatial_dims!r}")
         if num_channels is not None and (
             isinstance(num_channels, bool) or not isinstance(num_channels, int) or num_channels < 1
         ):
             raise ValueError(f"num_channels must be a positive integer or None, got {num_channels!r}")
+        if cirrus_shape is not None and (
+            len(cirrus_shape) != 3 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in cirrus_shape)
+        ):
+            raise ValueError(f"cirrus_shape must be (n_bscans, ascans, depth), three positive integers, got "
+                             f"{cirrus_shape!r}")
         self.spatial_dims = spatial_dims
         self.num_channels = num_channels
+        self.cirrus_shape = tuple(cirrus_shape) if cirrus_shape is not None else None
         self._loader = LoadImage(image_only=True, dtype=np.float32, ensure_channel_first=True)
         self._nibabel = NibabelReader()
         self._itk_reader: ITKReader | None = None  # made on first NRRD/MHA/DICOM use: NIfTI needs no itk
@@ -199,10 +227,11 @@ class LoadVolume(Transform):
             self._itk_reader = ITKReader()
         return self._itk_reader
 
-    def __call__(self, path: str | PathLike) -> MetaTensor:
+    def __call__(self, path: str | PathLike, scan: int | None = None) -> MetaTensor:
         """
         Args:
             path: a file or a folder, see the class docstring.
+            scan: the scan to read from an OCT file holding several (an ``.e2e``); None: the file must hold one.
 
         Returns:
             float32 ``MetaTensor``: ``[C, H, W, D]`` for volumes, ``[C, H, W]`` for 2D images.
@@ -210,8 +239,12 @@ class LoadVolume(Transform):
         path = Path(path).expanduser()
         if not path.exists():
             raise FileNotFoundError(f"{path}: no such file or directory")
+        if scan is not None and (path.is_dir() or oct_format(path) is None):
+            raise ValueError(f"{path}: a scan index ({scan!r}) applies only to OCT files holding several scans")
         if path.is_dir():
             img = self._load_folder(path)
+        elif oct_format(path) is not None:
+            img = self._load_oct(path, scan)
         else:
             suffix = _suffix(path)
             if suffix in VOLUME_EXTENSIONS:
@@ -233,6 +266,23 @@ class LoadVolume(Transform):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(spatial_dims={self.spatial_dims}, num_channels={self.num_channels})"
+
+    def _load_oct(self, path: Path, scan: int | None) -> MetaTensor:
+        """An OCT file as ``[1, H, W, D]`` (D = B-scans), its spacing in the affine (:mod:`transforms.oct_formats`)."""
+        volume = read_oct(path, scan=scan, cirrus_shape=self.cirrus_shape)
+        affine = torch.diag(torch.tensor([*volume.spacing, 1.0], dtype=torch.float64))
+        meta = {
+            ImageMetaKey.FILENAME_OR_OBJ: str(path),
+            MetaKeys.SPATIAL_SHAPE: np.asarray(volume.array.shape),
+            MetaKeys.ORIGINAL_CHANNEL_DIM: "no_channel",
+            MetaKeys.ORIGINAL_AFFINE: affine.numpy().copy(),
+            "laterality": volume.laterality,
+            "oct_format": volume.oct_format,
+            "oct_scan": volume.scan,
+        }
+        if volume.note:
+            meta["oct_note"] = volume.note
+        return MetaTensor(torch.from_numpy(volume.array[None]), affine=affine, meta=meta)
 
     def _check_shape(self, img: MetaTensor, path: Path) -> None:
         """Raise a ``ValueError`` naming ``path`` for an empty image or a wrong number of dimensions or channels."""
@@ -307,6 +357,11 @@ class LoadVolumed(MapTransform):
         allow_missing_keys: don't raise an exception if a key is missing.
         spatial_dims: see :py:class:`LoadVolume` (None: 2-D and 3-D accepted).
         num_channels: see :py:class:`LoadVolume` (None: not checked).
+        cirrus_shape: see :py:class:`LoadVolume` (None: from the Zeiss Cirrus scan protocol).
+        scan_key: the entry key holding the scan index of an OCT file with several scans (a datalist entry
+            ``{"image": "x.e2e", "scan": 1}``, as ``scripts/build_datalist.py --split-scans`` writes); the key is
+            consumed (removed from the output, so entries with and without it collate alike) and the index is kept
+            in ``meta["oct_scan"]``. Default ``"scan"``.
     """
 
     backend = LoadVolume.backend
@@ -317,9 +372,12 @@ class LoadVolumed(MapTransform):
         allow_missing_keys: bool = False,
         spatial_dims: int | None = None,
         num_channels: int | None = None,
+        cirrus_shape: tuple[int, int, int] | None = None,
+        scan_key: str = "scan",
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.loader = LoadVolume(spatial_dims=spatial_dims, num_channels=num_channels)
+        self.loader = LoadVolume(spatial_dims=spatial_dims, num_channels=num_channels, cirrus_shape=cirrus_shape)
+        self.scan_key = scan_key
 
     def __repr__(self) -> str:
         """``LoadVolumed(keys=('image',), ...)``: what MONAI's ``"applying transform ..."`` error shows."""
@@ -331,6 +389,7 @@ class LoadVolumed(MapTransform):
 
     def __call__(self, data: Mapping[Hashable, str | PathLike]) -> dict[Hashable, MetaTensor]:
         d = dict(data)
+        scan = d.pop(self.scan_key, None)
         for key in self.key_iterator(d):
-            d[key] = self.loader(d[key])
+            d[key] = self.loader(d[key], scan=scan if key == self.first_key(d) else None)
         return d

@@ -238,7 +238,7 @@ def test_folder_without_dicom(tmp_path, loader):
         loader(folder)
 
 
-@pytest.mark.parametrize("name", ["vol.xyz", "scan.dcm", "noext"])
+@pytest.mark.parametrize("name", ["vol.xyz", "scan.oct", "noext"])  # .dcm files: tests/transforms/test_oct_formats.py
 def test_unknown_extension(tmp_path, loader, name):
     path = tmp_path / name
     path.write_bytes(b"\0" * 8)
@@ -307,7 +307,8 @@ def test_load_volumed(tmp_path):
 def test_supported_extensions_and_pickling(tmp_path):
     # configs pass SUPPORTED_EXTENSIONS to the inference datalist: lower case, with the dot
     assert set(SUPPORTED_EXTENSIONS) == {
-        ".nii", ".nii.gz", ".nrrd", ".mha", ".mhd", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"
+        ".nii", ".nii.gz", ".nrrd", ".mha", ".mhd", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp",
+        ".vol", ".e2e", ".fda", ".fds", ".img", ".dcm",
     }
     # DataLoader workers started with "spawn" pickle the transform
     path = tmp_path / "img.png"
