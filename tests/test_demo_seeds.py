@@ -1,12 +1,12 @@
 # Copyright (c) 2026 MIMS-CNN bundle contributors
 # Licensed under the Apache License, Version 2.0 (see LICENSE at the repository root).
-"""The demo's result holds across training seeds (slow: about 12 minutes on 2 CPU cores).
+"""The demo's result holds across training seeds (slow: about 16 minutes on 2 CPU cores).
 
 The default demo data are generated once (``scripts/run_demo.py``'s data: generator seed 0, its default sizes);
 then the demo's training and evaluation (:func:`bundle.demo.train_and_evaluate`: the same configs and overrides as
 ``scripts/run_demo.py``, without MLflow tracking, which changes no result) run once per training seed (config
-``seed``), each in its own bundle root. Every seed of :data:`SEEDS` must reach a test AUROC of at least 0.95. Run
-it with::
+``seed``), each in its own bundle root. Every seed of :data:`SEEDS` must reach a test AUROC of at least 0.95; the
+seeds of :data:`FAILING_SEEDS` are known not to (strict expected failures). Run it with::
 
     .venv/bin/python -m pytest -m slow -s tests/test_demo_seeds.py
 """
@@ -17,25 +17,35 @@ import pytest
 
 from bundle.demo import DEMO_DATA_DIR, prepare_demo_data, train_and_evaluate
 
-#: training seeds (config ``seed``) and the test AUROC each must reach
+#: training seeds (config ``seed``) that must reach the test AUROC
 SEEDS = (0, 1, 2)
+#: a seed known to stay at chance level for all 20 epochs (docs/README.md, Performance): expected to fail, strictly,
+#: so that a change which rescues it is noticed (and the docs updated)
+FAILING_SEEDS = (4,)
 MIN_AUROC = 0.95
 
 
-@pytest.mark.slow
-def test_demo_reaches_the_auroc_with_every_training_seed(tmp_path):
-    data_dir = tmp_path / DEMO_DATA_DIR
+@pytest.fixture(scope="module")
+def demo_data(tmp_path_factory):
+    """The demo's data (generator seed 0, default sizes), generated once for every training seed."""
+    data_dir = tmp_path_factory.mktemp("demo") / DEMO_DATA_DIR
     prepare_demo_data(data_dir, seed=0)
-    aurocs = {}
-    for seed in SEEDS:
-        metrics = train_and_evaluate(tmp_path / f"seed_{seed}", data_dir, tracking=False,
-                                     train_overrides={"seed": str(seed)})
-        assert metrics["num_cases"] == 60
-        aurocs[seed] = metrics["auroc"]
-        print(f"training seed {seed}: test AUROC {aurocs[seed]:.4f}", flush=True)
-    print("test AUROC per training seed: " + ", ".join(f"{s}: {a:.4f}" for s, a in aurocs.items()))
-    assert all(auroc >= MIN_AUROC for auroc in aurocs.values()), f"test AUROC below {MIN_AUROC}: {aurocs}"
+    return data_dir
 
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "seed",
+    [*SEEDS, *(pytest.param(s, marks=pytest.mark.xfail(strict=True, reason=f"known: training seed {s} stays at "
+                                                        "chance level (docs/README.md, Performance)"))
+               for s in FAILING_SEEDS)],
+)
+def test_demo_reaches_the_auroc_with_the_training_seed(demo_data, tmp_path, seed):
+    metrics = train_and_evaluate(tmp_path / f"seed_{seed}", demo_data, tracking=False,
+                                 train_overrides={"seed": str(seed)})
+    assert metrics["num_cases"] == 60
+    print(f"training seed {seed}: test AUROC {metrics['auroc']:.4f}", flush=True)
+    assert metrics["auroc"] >= MIN_AUROC, f"training seed {seed}: test AUROC {metrics['auroc']:.4f} < {MIN_AUROC}"
 
 
 def test_seed_runs_use_the_demo_commands(tmp_path, monkeypatch):
