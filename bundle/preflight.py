@@ -157,8 +157,12 @@ def _folder_header(folder: Path) -> ImageHeader:
     return ImageHeader(3, first.channels, (*first.shape, len(slices)))
 
 
-def read_header(path: str | os.PathLike) -> ImageHeader:
+def read_header(path: str | os.PathLike, scan: int | None = None) -> ImageHeader:
     """The header of an input (a file or a folder, as ``transforms.LoadVolume`` reads it), no voxel data.
+
+    OCT files (``.vol``, ``.e2e``, ``.fda``, ``.fds``, Zeiss ``.img``, multi-frame ``.dcm``) are read with
+    :func:`transforms.oct_formats.read_oct_header`; ``scan`` selects the scan of a file holding several (the
+    datalist entry's ``"scan"``). A Cirrus ``.img`` of no known protocol size has an unknown shape here.
 
     Raises:
         FileNotFoundError: the path does not exist.
@@ -170,6 +174,11 @@ def read_header(path: str | os.PathLike) -> ImageHeader:
         raise FileNotFoundError(f"{path}: no such file or directory")
     if path.is_dir():
         return _folder_header(path)
+    from transforms.oct_formats import oct_format, read_oct_header
+
+    if oct_format(path) is not None:
+        info = read_oct_header(path, scan=scan, strict=False)
+        return ImageHeader(3, 1, info.shape) if not info.shape else _spatial(path, info.shape, 1)
     suffix = _suffix(path)
     if suffix in _IMAGES:
         return _pil_header(path)
@@ -234,8 +243,8 @@ def header_problems(
     for i, entry in enumerate(entries):
         path = str(entry["image"])
         try:
-            header = headers[i] = read_header(path)
-        except (OSError, ValueError) as e:
+            header = headers[i] = read_header(path, scan=entry.get("scan"))
+        except (OSError, ValueError, ImportError) as e:  # ImportError: an OCT file without its optional reader
             problems[i] = " ".join(str(e).split())
             continue
         error, warning = _channel_problem(path, header, in_channels)
