@@ -46,6 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--class-names", default=None,
                    help="comma-separated class names in index order, e.g. 'NORMAL,CNV,DME,DRUSEN'; "
                         "default: sorted unique names (or class_<k> for integer labels)")
+    p.add_argument("--split-scans", action="store_true",
+                   help="OCT files holding several scans (a Heidelberg .e2e with both eyes or several visits): one "
+                        "case per scan, entries {'image', 'label', 'scan': <index>}, all scans of a file in one split; "
+                        "without it such a file is refused when loaded, with the list of its scans")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file instead of refusing")
     return p
 
@@ -75,6 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed=args.seed,
             class_names=class_names,
             overwrite=args.overwrite,
+            split_scans=args.split_scans,
         )
     )
 

@@ -22,6 +22,7 @@ __all__ = [
     "write_vol",
     "write_topcon",
     "write_cirrus",
+    "write_e2e",
     "write_ophthalmic_dicom",
 ]
 
@@ -132,4 +133,44 @@ def write_ophthalmic_dicom(path: Path, volume: np.ndarray, spacing=(0.0039, 0.01
         + _element(0x5200, 0x9229, "SQ", shared) + _element(0x7FE0, 0x10, "OB" if bits == 8 else "OW", pixels.tobytes())
     )
     path.write_bytes(b"\0" * 128 + b"DICM" + meta + dataset)
+    return path
+
+
+def _e2e_container(ids: tuple[int, int, int, int], kind: int, item: bytes, ind: int = 0) -> bytes:
+    patient, study, series, slice_id = ids
+    return struct.pack("<12s5I4iHHII", b"MDbData", 0, 0, 0, len(item), 0, patient, study, series, slice_id, ind, 0,
+                       kind, 0) + item
+
+
+def write_e2e(path: Path, scans: list[tuple[np.ndarray, str]], scale_y: float = 0.0039, angle_deg: float = 20.0,
+              height_deg: float = 15.0) -> Path:
+    """A Heidelberg ``.e2e`` holding one series per ``(codes, laterality)`` of ``scans`` (series ids 1, 2, ...).
+
+    ``codes`` ``[rows, columns, n]`` are the stored uint16 "ufloat16" values (6-bit exponent, 10-bit mantissa); each
+    B-scan gets a B-scan header (type 10004: size, scan angles ``angle_deg`` wide and ``height_deg`` high, depth
+    spacing ``scale_y`` mm, its index) and an image (type 1073741824); each series a laterality record (type 11).
+    """
+    items = []  # (ids, type, item bytes, ind)
+    for series, (codes, laterality) in enumerate(scans, start=1):
+        rows, cols, n = codes.shape
+        items.append(((1, 1, series, -1), 11, bytes(14) + (b"R" if laterality == "OD" else b"L") + bytes(12), 0))
+        for k in range(n):
+            center_y = height_deg * (k / (n - 1) if n > 1 else 0.0)
+            meta = struct.pack("<3I4fIfffI2fI4I2fI", 0, rows, cols, 0.0, center_y, angle_deg, center_y, 0, 0.0, scale_y,
+                               0.0, 0, 0.0, 0.0, 0, cols, n, k, 3, angle_deg / 2, center_y, 0)
+            meta += struct.pack("<Q", 132000000000000000 + k)
+            meta += bytes(428 - len(meta))  # the 428-byte B-scan header; the rest is not read
+            image = struct.pack("<5I", rows * cols * 2, 35652097, rows * cols, rows, cols)
+            image += np.ascontiguousarray(codes[:, :, k], dtype="<u2").tobytes()
+            items.append(((1, 1, series, 2 * k), 10004, meta, 0))
+            items.append(((1, 1, series, 2 * k), 1073741824, image, 1))
+    version = struct.pack("<12sI20s", b"CMDb", 100, bytes(20))
+    start = 36 + 52 + 52 + 44 * len(items)
+    folders, data = b"", b""
+    for ids, kind, item, ind in items:
+        folders += struct.pack("<4I4iHHII", start + len(data), start + len(data), len(item), 0, *ids, ind, 0, kind, 0)
+        data += _e2e_container(ids, kind, item, ind)
+    main = struct.pack("<12sI20s4I", b"MDbMDir", 100, bytes(20), len(items), 88, 0, 0)
+    chunk = struct.pack("<12sI20s4I", b"MDbMDir", 100, bytes(20), len(items), 88, 0, 0)
+    path.write_bytes(version + main + chunk + folders + data)
     return path

@@ -61,7 +61,6 @@ datalist entry per scan (``{"image": ..., "scan": <index>}``). Corrupt and trunc
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import logging
 import os
 import struct
@@ -104,7 +103,8 @@ CIRRUS_PROTOCOLS: dict[int, tuple[tuple[int, int, int], str, tuple[float, float,
     128 * 512 * 1024: ((128, 512, 1024), "Macular Cube 512x128", (6.0, 6.0, 2.0)),
     200 * 200 * 1024: ((200, 200, 1024), "Macular Cube 200x200 / Optic Disc Cube 200x200", (6.0, 6.0, 2.0)),
 }
-_LATERALITY = {"OD": "OD", "R": "OD", "RIGHT": "OD", "OS": "OS", "L": "OS", "LEFT": "OS"}
+# eyepy gives an E2E laterality as its ASCII code ("82" R, "76" L)
+_LATERALITY = {"OD": "OD", "R": "OD", "RIGHT": "OD", "82": "OD", "OS": "OS", "L": "OS", "LEFT": "OS", "76": "OS"}
 _EXTRA_PACKAGE = {".vol": "eyepy", ".e2e": "eyepy", ".img": "oct-converter", ".dcm": "pydicom"}
 
 
@@ -259,7 +259,7 @@ def _e2e_series(path: Path, reader: Any) -> list[tuple[ScanInfo, Any]]:
         except KeyError:
             lat = None
         acquired = metas[0].get("acquisitionTime") if metas else None
-        date = acquired.date().isoformat() if isinstance(acquired, datetime.datetime) else None
+        date = str(acquired)[:10] if acquired else None  # eyepy gives ISO text
         shape = (int(metas[0]["size_y"]), int(metas[0]["size_x"]), len(metas))
         found.append((ScanInfo(len(found), lat, shape, date), series))
     return found

@@ -17,6 +17,12 @@ Split algorithm (deterministic for a given ``seed``):
    ``val_fraction`` to ``validation``, otherwise to ``training``. With one row per unit this is
    ``round(n * fraction)`` per class; with groups the row fractions are approximate.
 
+OCT files holding several scans (a Heidelberg ``.e2e`` with both eyes or several visits): with
+``split_scans=True`` every scan becomes a case of its own, ``{"image": "x.e2e", "label": ..., "scan": <index>}``
+(:func:`expand_scans`; ``transforms.LoadVolumed`` reads the ``"scan"`` key), all scans of a file in the same split
+(the file is their group when no group column is given). Without it such a file is refused when it is loaded, with
+the list of its scans.
+
 Example:
     >>> build_datalist_from_csv("oct/images", "oct/labels.csv", "oct/datalist.json",
     ...                         image_column="file", group_column="patient_id")  # doctest: +SKIP
@@ -40,6 +46,7 @@ from bundle.data.datalist_writer import check_output_paths, normalize_label_name
 __all__ = [
     "LabelledCases",
     "build_datalist_from_csv",
+    "expand_scans",
     "group_strata",
     "read_labelled_cases",
     "read_labels_csv",
@@ -233,6 +240,7 @@ class LabelledCases:
         names: class index (as text) -> class name.
         group_column: the grouping column, or None.
         groups: group of every case, or None without ``group_column``.
+        scans: the scan index of every case inside a multi-scan OCT file (None: the whole file), or None.
     """
 
     images_dir: Path
@@ -241,16 +249,53 @@ class LabelledCases:
     names: dict[str, str]
     group_column: str | None
     groups: list[str] | None
+    scans: list[int | None] | None = None
 
     def entries(self, base: str | os.PathLike) -> list[dict[str, Any]]:
-        """Datalist entries ``{"image": <path relative to base>, "label": int[, <group_column>: group]}``."""
+        """Datalist entries ``{"image": <path relative to base>, "label": int}``, plus the group and ``"scan"``."""
         result = []
         for i, (image, label) in enumerate(zip(self.images, self.labels)):
             entry: dict[str, Any] = {"image": relative_posix(self.images_dir / image, base), "label": label}
             if self.group_column:
                 entry[self.group_column] = self.groups[i]
+            if self.scans is not None and self.scans[i] is not None:
+                entry["scan"] = self.scans[i]
             result.append(entry)
         return result
+
+
+def expand_scans(cases: LabelledCases) -> tuple[LabelledCases, list[Any] | None]:
+    """One case per scan of every OCT file holding several scans (:func:`transforms.oct_formats.list_scans`).
+
+    Args:
+        cases: the cases of a labels CSV.
+
+    Returns:
+        the expanded cases (a file's scans in their order, each with the file's label and group) and the split
+        groups: the group column's values, or, when a file was split and there is no group column, the image of
+        every case (so a file's scans stay in one split); None when nothing was split and there are no groups.
+
+    Raises:
+        ValueError, ImportError: an OCT file that cannot be read (the message names it).
+    """
+    from transforms.oct_formats import list_scans, oct_format
+
+    images, labels, groups, scans = [], [], [], []
+    split_any = False
+    for i, (image, label) in enumerate(zip(cases.images, cases.labels)):
+        path = cases.images_dir / image
+        found = list_scans(path) if path.is_file() and oct_format(path) else []
+        indices = [info.index for info in found] if len(found) > 1 else [None]
+        split_any = split_any or len(indices) > 1
+        for index in indices:
+            images.append(image)
+            labels.append(label)
+            groups.append(cases.groups[i] if cases.groups is not None else image)
+            scans.append(index)
+    expanded = dataclasses.replace(cases, images=images, labels=labels, scans=scans,
+                                   groups=groups if cases.groups is not None else None)
+    split_groups = groups if (cases.groups is not None or split_any) else None
+    return expanded, split_groups
 
 
 def read_labelled_cases(
@@ -308,6 +353,7 @@ def build_datalist_from_csv(
     seed: int = 0,
     class_names: Sequence[str] | Mapping[Any, str] | None = None,
     overwrite: bool = False,
+    split_scans: bool = False,
 ) -> Path:
     """Write a decathlon-style datalist for the images listed in a labels CSV.
 
@@ -331,6 +377,9 @@ def build_datalist_from_csv(
             string labels it fixes the label -> index mapping, with integer labels it names them.
             Default: sorted unique names, or ``class_<k>`` for integer labels.
         overwrite: replace an existing ``out_path``.
+        split_scans: one case per scan of every OCT file holding several (an ``.e2e`` with both eyes or several
+            visits): entries ``{"image": ..., "label": ..., "scan": <index>}``, a file's scans in one split
+            (:func:`expand_scans`). Default False: such a file is one entry, refused when loaded.
 
     Returns:
         ``out_path`` as a :class:`~pathlib.Path`.
@@ -351,7 +400,10 @@ def build_datalist_from_csv(
             f"val_fraction and test_fraction must be in [0, 1) with a sum < 1, got {val_fraction} and {test_fraction}."
         )
     cases = read_labelled_cases(images_dir, labels_csv, image_column, label_column, group_column, class_names)
-    labels, groups = cases.labels, cases.groups
+    groups = cases.groups
+    if split_scans:
+        cases, groups = expand_scans(cases)
+    labels = cases.labels
     assignment = split_stratified_grouped(labels, groups, val_fraction, test_fraction, seed)
 
     entries = cases.entries(out_path.parent)
@@ -376,6 +428,7 @@ def build_datalist_from_csv(
                 "val_fraction": float(val_fraction),
                 "test_fraction": float(test_fraction),
                 "group_column": group_column,
+                **({"split_scans": True} if split_scans else {}),
             }
         },
         overwrite=overwrite,
