@@ -44,6 +44,7 @@ __all__ = [
     "DECISION_SUFFIX",
     "POSITIVE_CLASS",
     "archive_decision",
+    "check_decision_threshold",
     "choose_threshold",
     "decided_class",
     "decision_path",
@@ -188,6 +189,25 @@ def load_decision(ckpt_path_or_sidecar: str | os.PathLike) -> dict:
     return _check_decision(decision, str(path))
 
 
+def check_decision_threshold(setting: Any, num_classes: int) -> Any:
+    """``setting`` when it is a valid ``decision_threshold``: ``"auto"``, None (argmax), or a number in (0, 1) for a
+    binary task (``num_classes`` 2).
+
+    Raises:
+        ValueError: naming ``decision_threshold``, for any other setting or for a number with ``num_classes``
+            above 2.
+    """
+    numeric = isinstance(setting, numbers.Real) and not isinstance(setting, bool)
+    if setting is not None and setting != "auto" and not (numeric and 0.0 < setting < 1.0):
+        raise ValueError(f"decision_threshold must be 'auto', null (argmax) or a number in (0, 1), got {setting!r}")
+    if numeric and int(num_classes) > 2:
+        raise ValueError(
+            f"decision_threshold {setting} applies to binary tasks only; num_classes is {num_classes}: "
+            "use 'auto' or null (argmax)"
+        )
+    return setting
+
+
 def resolve_decision(setting: Any, ckpt_path: str | os.PathLike | None, num_classes: int) -> dict | None:
     """The decision that the option ``decision_threshold`` asks for; None: argmax.
 
@@ -201,15 +221,8 @@ def resolve_decision(setting: Any, ckpt_path: str | os.PathLike | None, num_clas
         ValueError: naming ``decision_threshold`` for any other setting, for a number with ``num_classes``
             above 2, or naming the sidecar when it is malformed.
     """
-    numeric = isinstance(setting, numbers.Real) and not isinstance(setting, bool)
-    if setting is not None and setting != "auto" and not (numeric and 0.0 < setting < 1.0):
-        raise ValueError(f"decision_threshold must be 'auto', null (argmax) or a number in (0, 1), got {setting!r}")
+    numeric = check_decision_threshold(setting, num_classes) not in (None, "auto")
     if int(num_classes) > 2:
-        if numeric:
-            raise ValueError(
-                f"decision_threshold {setting} applies to binary tasks only; num_classes is {num_classes}: "
-                "use 'auto' or null (argmax)"
-            )
         logger.info(f"decision: argmax ({num_classes} classes)")
         return None
     if setting is None:

@@ -382,6 +382,7 @@ def output_problems(outputs: Mapping[str, str | os.PathLike | None]) -> list[str
 
 def _option_checks() -> dict[str, Callable[[Any], Any]]:
     from bundle.class_balance import check_class_weighting
+    from bundle.localization.handlers import check_class_index, check_num_key_slices
     from bundle.model_selection import (
         check_best_model_min_epoch,
         check_early_stopping_patience,
@@ -395,6 +396,8 @@ def _option_checks() -> dict[str, Callable[[Any], Any]]:
         "best_model_min_epoch": check_best_model_min_epoch,
         "early_stopping_patience": check_early_stopping_patience,
         "class_weighting": check_class_weighting,
+        "num_key_slices": check_num_key_slices,
+        "localization_class_index": lambda value: check_class_index(value, "localization_class_index"),
     }
     for name in ("skip_bad_cases", "use_amp", "fail_fast", "localize", "heatmap_per_slice", "allow_single_class"):
         checks[name] = lambda value, name=name: as_bool(value, name)
@@ -405,16 +408,21 @@ def option_problems(options: Mapping[str, Any]) -> list[str]:
     """Config values that are otherwise checked only when their handler is built (after the data cache).
 
     Known keys: ``keep_model``, ``promote``, ``best_model_min_epoch``, ``early_stopping_patience``,
-    ``class_weighting``, ``warmup_epochs`` (with ``epochs``), ``spatial_dims``, ``in_channels``, ``num_classes``
-    and the switches ``skip_bad_cases``, ``use_amp``, ``fail_fast``, ``localize``, ``heatmap_per_slice``,
-    ``allow_single_class``. Other keys are not checked.
+    ``class_weighting``, ``warmup_epochs`` (with ``epochs``), ``decision_threshold`` (with ``num_classes``, default
+    2), ``num_key_slices``, ``localization_class_index``, ``spatial_dims``, ``in_channels``, ``num_classes`` and
+    the switches ``skip_bad_cases``, ``use_amp``, ``fail_fast``, ``localize``, ``heatmap_per_slice``,
+    ``allow_single_class``. Each is checked by the function its handler or config expression uses, with the same
+    message. Other keys are not checked.
 
     Returns:
         one line per bad value: ``config <key>: <what is allowed>, got <value>``.
     """
+    from bundle.decision import check_decision_threshold
     from bundle.schedules import check_warmup_epochs
 
     checks = _option_checks()
+    num_classes = options.get("num_classes", 2)
+    num_classes = num_classes if isinstance(num_classes, int) and not isinstance(num_classes, bool) else 2
     problems = []
     for key, value in options.items():
         try:
@@ -422,6 +430,8 @@ def option_problems(options: Mapping[str, Any]) -> list[str]:
                 checks[key](value)
             elif key == "warmup_epochs" and "epochs" in options:
                 check_warmup_epochs(value, options["epochs"])
+            elif key == "decision_threshold":
+                check_decision_threshold(value, num_classes)
             elif key == "spatial_dims" and value is not None and (isinstance(value, bool) or value not in (2, 3)):
                 raise ValueError(f"spatial_dims must be 2, 3 or null (both accepted), got {value!r}")
             elif key in ("in_channels", "num_classes") and (isinstance(value, bool) or not isinstance(value, int)

@@ -40,7 +40,7 @@ from .case_outputs import (
 from .grad_input import GradientTimesInput
 from .overlay import DEFAULT_COLORMAP, heatmap_to_uint8, save_png
 
-__all__ = ["LocalizationWriter", "ValidationOverlayLogger"]
+__all__ = ["LocalizationWriter", "ValidationOverlayLogger", "check_class_index", "check_num_key_slices"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,13 +55,32 @@ def _first(value: Any) -> Any:
     return value
 
 
-def _check_settings(num_key_slices: int, class_index: int | None) -> None:
-    """Raise ValueError for a ``num_key_slices`` below 1 or a ``class_index`` that is not None or >= 0."""
+def check_num_key_slices(num_key_slices: Any) -> int:
+    """``num_key_slices`` when it is an integer >= 1 (the handlers' and the pre-flight's check).
+
+    Raises:
+        ValueError: naming ``num_key_slices``, for any other value.
+    """
     if isinstance(num_key_slices, bool) or not isinstance(num_key_slices, int) or num_key_slices < 1:
         raise ValueError(f"num_key_slices must be an integer >= 1, got {num_key_slices!r}")
+    return num_key_slices
+
+
+def check_class_index(class_index: Any, name: str = "class_index") -> int | None:
+    """``class_index`` when it is None (the predicted class) or a class index >= 0 (the handlers' and the
+    pre-flight's check).
+
+    Args:
+        class_index: the value.
+        name: the setting, for the message (``localization_class_index`` in the configs).
+
+    Raises:
+        ValueError: naming ``name``, for any other value.
+    """
     bad_class = isinstance(class_index, bool) or not isinstance(class_index, int) or class_index < 0
     if class_index is not None and bad_class:
-        raise ValueError(f"class_index must be None (the predicted class) or a class index >= 0, got {class_index!r}")
+        raise ValueError(f"{name} must be None (the predicted class) or a class index >= 0, got {class_index!r}")
+    return class_index
 
 
 class LocalizationWriter:
@@ -118,7 +137,8 @@ class LocalizationWriter:
         indices_key: str = "slice_indices",
         pred_key: str = "pred",
     ) -> None:
-        _check_settings(num_key_slices, class_index)
+        check_num_key_slices(num_key_slices)
+        check_class_index(class_index)
         self.output_dir = Path(output_dir)
         self.layer = layer
         self.num_key_slices = num_key_slices
@@ -255,7 +275,8 @@ class ValidationOverlayLogger(MLflowRunUser):
     ) -> None:
         if isinstance(num_cases, bool) or not isinstance(num_cases, int) or num_cases < 1:
             raise ValueError(f"num_cases must be an integer >= 1, got {num_cases!r}")
-        _check_settings(num_key_slices, class_index)
+        check_num_key_slices(num_key_slices)
+        check_class_index(class_index)
         self.output_dir = Path(output_dir)
         self.num_cases = num_cases
         self.layer = layer

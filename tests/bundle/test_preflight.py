@@ -15,7 +15,9 @@ import pytest
 import torch
 from PIL import Image
 
-from bundle.errors import PreflightError
+from bundle.decision import resolve_threshold
+from bundle.errors import PreflightError, user_error
+from bundle.localization import LocalizationWriter, ValidationOverlayLogger
 from bundle.preflight import (
     ImageHeader,
     checkpoint_problems,
@@ -27,6 +29,9 @@ from bundle.preflight import (
     preflight,
     read_header,
 )
+
+
+_THRESHOLD = "decision_threshold must be 'auto', null (argmax) or a number in (0, 1),"
 
 
 def _nifti(path: Path, shape: tuple) -> str:
@@ -234,7 +239,9 @@ def test_output_problems_leave_nothing_behind(tmp_path, monkeypatch):
     "options, problems",
     [
         ({"keep_model": "best", "promote": "never", "warmup_epochs": 1, "epochs": 2, "spatial_dims": None,
-          "in_channels": 3, "num_classes": 2, "use_amp": "true", "anything": object()}, []),
+          "in_channels": 3, "num_classes": 2, "use_amp": "true", "anything": object(), "decision_threshold": 0.3,
+          "num_key_slices": 1, "localization_class_index": None}, []),
+        ({"decision_threshold": "auto", "num_classes": 3, "localization_class_index": 2}, []),
         ({"keep_model": "last"}, ["config keep_model: keep_model must be one of 'best', 'final', got 'last'"]),
         ({"promote": "yes"}, ["config promote: promote must be one of 'better', 'always', 'never', got 'yes'"]),
         ({"class_weighting": "x"}, ["config class_weighting: class_weighting must be one of 'auto', 'balanced', "
@@ -247,10 +254,90 @@ def test_output_problems_leave_nothing_behind(tmp_path, monkeypatch):
         ({"in_channels": 0}, ["config in_channels: in_channels must be an integer >= 1, got 0"]),
         ({"num_classes": 1}, ["config num_classes: num_classes must be an integer >= 2, got 1"]),
         ({"fail_fast": "maybe"}, ["config fail_fast: fail_fast must be true or false, got 'maybe'"]),
+        ({"decision_threshold": 1.5}, [f"config decision_threshold: {_THRESHOLD} got 1.5"]),
+        ({"decision_threshold": "best"}, [f"config decision_threshold: {_THRESHOLD} got 'best'"]),
+        ({"decision_threshold": 0.3, "num_classes": 3}, ["config decision_threshold: decision_threshold 0.3 applies "
+                                                         "to binary tasks only; num_classes is 3: use 'auto' or null "
+                                                         "(argmax)"]),
+        ({"num_key_slices": 0}, ["config num_key_slices: num_key_slices must be an integer >= 1, got 0"]),
+        ({"num_key_slices": "3"}, ["config num_key_slices: num_key_slices must be an integer >= 1, got '3'"]),
+        ({"localization_class_index": -1}, ["config localization_class_index: localization_class_index must be None "
+                                            "(the predicted class) or a class index >= 0, got -1"]),
+        ({"localization_class_index": True}, ["config localization_class_index: localization_class_index must be "
+                                              "None (the predicted class) or a class index >= 0, got True"]),
     ],
 )
 def test_option_problems(options, problems):
     assert option_problems(options) == problems
+
+
+@pytest.mark.parametrize(
+    "key, value, build",
+    [
+        ("decision_threshold", 1.5, lambda value, tmp_path: resolve_threshold(value, None, 2)),
+        ("decision_threshold", 0.3, lambda value, tmp_path: resolve_threshold(value, None, 3)),
+        ("num_key_slices", 0, lambda value, tmp_path: LocalizationWriter(tmp_path, num_key_slices=value)),
+        ("num_key_slices", 0, lambda value, tmp_path: ValidationOverlayLogger(tmp_path, num_key_slices=value)),
+        ("localization_class_index", -1, lambda value, tmp_path: LocalizationWriter(tmp_path, class_index=value)),
+    ],
+)
+def test_option_problems_say_what_the_late_check_says(tmp_path, key, value, build):
+    """The pre-flight's line is the message of the check the handler (or config expression) runs later."""
+    with pytest.raises(ValueError) as info:
+        build(value, tmp_path)
+    late = str(info.value).replace("class_index", key) if key == "localization_class_index" else str(info.value)
+    assert option_problems({key: value, "num_classes": 3 if value == 0.3 else 2}) == [f"config {key}: {late}"]
+
+
+@pytest.mark.parametrize(
+    "config, key, value, line",
+    [
+        ("train.json", "decision_threshold", 2, f"config decision_threshold: {_THRESHOLD} got 2"),
+        ("train.json", "num_key_slices", 0, "config num_key_slices: num_key_slices must be an integer >= 1, got 0"),
+        ("evaluate.json", "decision_threshold", "high", f"config decision_threshold: {_THRESHOLD} got 'high'"),
+        ("inference.json", "decision_threshold", 1, f"config decision_threshold: {_THRESHOLD} got 1"),
+        ("inference.json", "num_key_slices", -1, "config num_key_slices: num_key_slices must be an integer >= 1, "
+                                                 "got -1"),
+        ("inference.json", "localization_class_index", -1, "config localization_class_index: localization_class_index "
+                                                           "must be None (the predicted class) or a class index >= 0, "
+                                                           "got -1"),
+    ],
+)
+def test_late_checked_options_stop_the_run_before_any_data_is_cached(
+    tiny_dataset, bundle_root, monkeypatch, config, key, value, line
+):
+    import sys
+
+    from monai.bundle import ConfigParser, ConfigWorkflow
+
+    from bundle import case_errors
+    from bundle_testing import CONFIGS, TINY
+
+    def no_data(self, *args, **kwargs):
+        raise AssertionError("a dataset was built before the pre-flight")
+
+    for dataset in (case_errors.CheckedCacheDataset, case_errors.CheckedDataset):
+        monkeypatch.setattr(dataset, "__init__", no_data)
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # the run list installs bundle.errors.excepthook
+    parser = ConfigParser()
+    parser.read_config(str(CONFIGS / "common.json"))
+    parser.update(TINY)
+    (bundle_root / "models").mkdir()
+    torch.save(parser.get_parsed_content("network_def").state_dict(), bundle_root / "models" / "model.pt")
+    workflow = ConfigWorkflow(
+        config_file=[str(CONFIGS / "common.json"), str(CONFIGS / config)], meta_file=str(CONFIGS / "metadata.json"),
+        logging_file=str(CONFIGS / "logging.conf"), workflow_type=None, bundle_root=str(bundle_root),
+        dataset_dir=str(tiny_dataset), **TINY, **{key: value},
+    )
+    workflow.initialize()
+    try:
+        with pytest.raises(Exception) as info:  # MONAI wraps it: the excepthook shows the user error
+            workflow.run()
+    finally:
+        workflow.finalize()
+    error = user_error(info.value)
+    assert isinstance(error, PreflightError) and error.problems == [line]
+    assert sorted(p.name for p in bundle_root.iterdir()) == ["models"]  # no run folder, no outputs
 
 
 def test_layer_problems():
