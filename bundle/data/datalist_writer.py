@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from bundle.reports import atomic_write
+from transforms.oct_formats import OCTReaderMissing
 
 __all__ = [
     "run_datalist_command",
@@ -206,12 +207,13 @@ def run_datalist_command(write: Callable[[], Path]) -> int:
     """Run a data-preparation command: ``write()`` returns the datalist path, printed on success.
 
     Returns:
-        0 on success; 1 when ``write`` raises ``FileNotFoundError``, ``FileExistsError`` or
-        ``ValueError`` (its message is printed to stderr as ``error: ...``).
+        0 on success; 1 when ``write`` raises ``FileNotFoundError``, ``FileExistsError``, ``ValueError`` or
+        :class:`transforms.oct_formats.OCTReaderMissing` (an OCT file whose optional reader is not installed; its
+        message names the file and the install command): the message is printed to stderr as ``error: ...``.
     """
     try:
         path = write()
-    except (FileNotFoundError, FileExistsError, ValueError) as err:
+    except (FileNotFoundError, FileExistsError, ValueError, OCTReaderMissing) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(f"Datalist written to {path}")

@@ -223,3 +223,19 @@ def test_bag_transforms_of_the_training_config_slice_the_bscans(tmp_path):
     expected = (expected - expected.min()) / (expected.max() - expected.min())
     np.testing.assert_allclose(bag[2, 0].numpy(), expected[:, :, 2], rtol=1e-6)  # instance 2 = B-scan 2
     np.testing.assert_allclose(np.diag(bag.affine.numpy())[:3], (0.0026, 6.0 / 5, 7.0 / 4))  # for the heatmap NIfTI
+
+
+def test_split_scans_without_the_extra_is_one_error_line(tmp_path, monkeypatch, capsys):
+    """scripts/build_datalist.py --split-scans on an .e2e file without eyepy: exit 1, the install hint, no traceback."""
+    import build_datalist  # scripts/ is on sys.path (tests/conftest.py)
+
+    path = _e2e(tmp_path)[0]
+    (tmp_path / "labels.csv").write_text(f"image,label\n{path.name},1\n{path.name},0\n")
+    for name in [m for m in sys.modules if m == "eyepy" or m.startswith("eyepy.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "eyepy", None)
+    code = build_datalist.main(["--images-dir", str(tmp_path), "--labels-csv", str(tmp_path / "labels.csv"),
+                                "--out", str(tmp_path / "datalist.json"), "--val-fraction", "0", "--split-scans"])
+    err = capsys.readouterr().err
+    assert code == 1 and not (tmp_path / "datalist.json").exists()
+    assert err.startswith(f"error: {path}: reading Heidelberg E2E files needs") and "pip install -e .[oct]" in err
