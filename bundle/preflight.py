@@ -55,8 +55,6 @@ logger = logging.getLogger(__name__)
 
 _VOLUMES = {".nii": "NIfTI", ".nii.gz": "NIfTI", ".nrrd": "NRRD", ".mha": "MetaImage", ".mhd": "MetaImage"}
 _IMAGES = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP"}
-# PIL modes and the channels transforms.LoadVolume gives them (after its conversions)
-_PIL_CHANNELS = {"1": 1, "P": 3, "PA": 4, "CMYK": 3, "YCbCr": 3, "LAB": 3, "HSV": 3}
 #: how many names a message lists at most
 _MAX_NAMES = 5
 
@@ -120,22 +118,10 @@ def _itk_header(path: Path, fmt: str) -> ImageHeader:
 
 
 def _pil_header(path: Path) -> ImageHeader:
-    from PIL import Image
+    from transforms.io import image_2d_header
 
-    fmt = _IMAGES[_suffix(path)]
-    try:
-        with Image.open(path) as img:
-            mode, (width, height), frames = img.mode, img.size, getattr(img, "n_frames", 1)
-            transparent = "transparency" in img.info
-    except Exception as e:
-        raise ValueError(f"{path}: cannot be read as {fmt} image: {' '.join(str(e).split())}") from e
-    if frames > 1:
-        raise ValueError(
-            f"{path}: {fmt} file holds {frames} frames; only single-frame 2D images are supported "
-            "(export the frames as a folder of slices or as a NIfTI volume)."
-        )
-    channels = 4 if mode == "P" and transparent else _PIL_CHANNELS.get(mode, Image.getmodebands(mode))
-    return _spatial(path, (height, width), channels)
+    shape, channels = image_2d_header(path)
+    return _spatial(path, shape, channels)
 
 
 def _folder_header(folder: Path) -> ImageHeader:
@@ -329,11 +315,10 @@ def checkpoint_problems(path: str | os.PathLike | None, network: Any, key: str =
         return [f"{file}: not a state dict nor a checkpoint with a 'model' state dict ({key})"]
     if network is None:
         return []
-    expected = {name: tuple(t.shape) for name, t in network.state_dict().items()}
-    found = {name: tuple(t.shape) for name, t in content.items()}
-    missing = [n for n in expected if n not in found]
-    unexpected = [n for n in found if n not in expected]
-    shapes = [n for n in expected if n in found and found[n] != expected[n]]
+    from networks.utils import state_dict_mismatch
+
+    expected = network.state_dict()
+    missing, unexpected, shapes = state_dict_mismatch(expected, content)
     if not (missing or unexpected or shapes):
         return []
     parts = []
@@ -343,8 +328,8 @@ def checkpoint_problems(path: str | os.PathLike | None, network: Any, key: str =
         parts.append(f"{len(unexpected)} unexpected key(s) ({_names(unexpected)})")
     if shapes:
         name = shapes[0]
-        parts.append(f"{len(shapes)} shape mismatch(es) ({name!r}: {list(found[name])} in the file, "
-                     f"{list(expected[name])} configured)")
+        parts.append(f"{len(shapes)} shape mismatch(es) ({name!r}: {list(content[name].shape)} in the file, "
+                     f"{list(expected[name].shape)} configured)")
     return [f"{file}: checkpoint does not fit the configured {type(network).__name__} ({key}): {'; '.join(parts)}; "
             "it was trained with other settings: use the same method overlay and in_channels, num_classes, "
             "backbone_depth, feature_stage"]

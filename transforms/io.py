@@ -24,9 +24,10 @@ None), ``meta["oct_format"]`` and ``meta["oct_scan"]``; see :mod:`transforms.oct
 from __future__ import annotations
 
 import re
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from os import PathLike
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -44,6 +45,7 @@ __all__ = [
     "OCT_EXTENSIONS",
     "SUPPORTED_EXTENSIONS",
     "natural_sort_key",
+    "image_2d_header",
     "LoadVolume",
     "LoadVolumed",
 ]
@@ -96,6 +98,47 @@ def natural_sort_key(name: str) -> tuple:
     return parts, name
 
 
+def _loaded_mode(img: Image.Image) -> str:
+    """The PIL mode an image is converted to when read: palette images to RGB (RGBA when they carry
+    transparency), the modes of ``_PIL_CONVERSIONS`` as listed there, others as they are."""
+    if img.mode == "P":
+        return "RGBA" if "transparency" in img.info else "RGB"
+    return _PIL_CONVERSIONS.get(img.mode, img.mode)
+
+
+def _open_2d(path: Path, read: Callable[[Image.Image], Any]) -> Any:
+    """``read(img)`` of the single-frame 2D image file ``path`` opened with PIL.
+
+    Raises:
+        ValueError: naming the file: it cannot be decoded (also when ``read`` fails), or holds several frames
+            (a multi-page TIFF).
+    """
+    fmt = IMAGE_EXTENSIONS[_suffix(path)]
+    try:
+        with Image.open(path) as img:
+            n_frames = getattr(img, "n_frames", 1)
+            result = read(img) if n_frames == 1 else None
+    except Exception as e:
+        raise ValueError(f"{path}: cannot be read as {fmt} image: {e}") from e
+    if n_frames > 1:
+        raise ValueError(
+            f"{path}: {fmt} file holds {n_frames} frames; only single-frame 2D images are supported "
+            "(export the frames as a folder of slices or as a NIfTI volume)."
+        )
+    return result
+
+
+def image_2d_header(path: str | PathLike) -> tuple[tuple[int, int], int]:
+    """The shape ``(H, W)`` and the channel count ``C`` that :class:`LoadVolume` gives a 2D image file, from its
+    header only (no pixel data is decoded).
+
+    Raises:
+        ValueError: naming the file: it cannot be decoded, or holds several frames.
+    """
+    path = Path(path)
+    return _open_2d(path, lambda img: ((img.size[1], img.size[0]), Image.getmodebands(_loaded_mode(img))))
+
+
 def _read_2d(path: Path) -> np.ndarray:
     """Read one 2D image file with PIL as a channel-first array ``[C, H, W]`` (H = rows, W = columns).
 
@@ -105,24 +148,13 @@ def _read_2d(path: Path) -> np.ndarray:
     Raises:
         ValueError: the file cannot be decoded, or holds several frames (a multi-page TIFF).
     """
-    fmt = IMAGE_EXTENSIONS[_suffix(path)]
-    try:
-        with Image.open(path) as img:
-            n_frames = getattr(img, "n_frames", 1)
-            img.load()
-            mode = img.mode
-            if mode == "P":
-                img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-            elif mode in _PIL_CONVERSIONS:
-                img = img.convert(_PIL_CONVERSIONS[mode])
-            arr = np.array(img)
-    except Exception as e:
-        raise ValueError(f"{path}: cannot be read as {fmt} image: {e}") from e
-    if n_frames > 1:
-        raise ValueError(
-            f"{path}: {fmt} file holds {n_frames} frames; only single-frame 2D images are supported "
-            "(export the frames as a folder of slices or as a NIfTI volume)."
-        )
+
+    def read(img: Image.Image) -> np.ndarray:
+        img.load()
+        mode = _loaded_mode(img)
+        return np.array(img if mode == img.mode else img.convert(mode))
+
+    arr = _open_2d(path, read)
     return arr[None] if arr.ndim == 2 else np.moveaxis(arr, -1, 0)
 
 

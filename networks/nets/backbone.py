@@ -15,6 +15,8 @@ from monai.networks.nets import ResNet
 from monai.networks.nets.resnet import ResNetBlock, ResNetBottleneck
 from monai.utils import look_up_option
 
+from ..utils import state_dict_mismatch
+
 __all__ = ["ResNetBackbone", "RESNET_LAYOUTS"]
 
 logger = logging.getLogger(__name__)
@@ -276,12 +278,10 @@ class ResNetBackbone(nn.Module):
         for key in own:
             if key.endswith("num_batches_tracked") and key not in loaded:
                 loaded[key] = own[key]
-        missing = set(own) - set(loaded)
-        unexpected = set(loaded) - set(own)
+        missing, unexpected, mismatched_keys = state_dict_mismatch(own, loaded)
         mismatched = [
             f"{key}: checkpoint {tuple(loaded[key].shape)} vs model {tuple(own[key].shape)}"
-            for key in sorted(set(own) & set(loaded))
-            if loaded[key].shape != own[key].shape
+            for key in sorted(mismatched_keys)
         ]
         errors = []
         if missing:
