@@ -28,6 +28,7 @@ __all__ = [
     "dicom_writer",
     "distributed",
     "errors",
+    "executed_config",
     "export",
     "export_onnx",
     "inferers",

@@ -7,6 +7,8 @@
 - :class:`MLflowRunExtras`: record the run's parameters, process and files in the same MLflow run (a resumed run:
   in the interrupted one), close runs left ``RUNNING`` by killed processes, and mark the run failed when training
   raises.
+- :class:`ExecutedConfigRecorder`: write the run's executed config into the run's own folder and log it into the
+  run (instead of MONAI's ``save_execute_config`` file, which two runs started in the same second share).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from ignite.engine import Engine, Events
 
 from bundle.result_writers import to_python
 
-__all__ = ["MLflowRunUser", "MLflowRunExtras", "share_mlflow_run"]
+__all__ = ["MLflowRunUser", "MLflowRunExtras", "ExecutedConfigRecorder", "share_mlflow_run"]
 
 logger = logging.getLogger(__name__)
 
@@ -198,3 +200,43 @@ class MLflowRunExtras(MLflowRunUser):
             handler.client.set_terminated(handler.cur_run.info.run_id, "FAILED")
             handler.cur_run = None  # its close() would mark the run FINISHED
         raise e
+
+
+class ExecutedConfigRecorder(MLflowRunUser):
+    """Write a tracked run's executed config into the run's own folder and log it into the run's MLflow run.
+
+    The executed config (the config files merged, with the command line's overrides and the ``--tracking mlflow``
+    patch) is taken when the configs build the handler (:func:`bundle.executed_config.running_config`). When the
+    engine's first epoch starts and the engine has an open MLflow run (an ``MLFlowHandler`` handed over by
+    :func:`share_mlflow_run`, see :class:`MLflowRunUser`), the config is written to ``path`` and logged as an
+    artifact of that run. Without tracking nothing is written, as with MONAI's own copy, which the configs turn off
+    (``save_execute_config: false``, see :mod:`bundle.executed_config`): MONAI names its file by the second, so two
+    runs started in the same second shared it; ``path`` is in the run's own folder and carries the run's stamp
+    (``<run_dir>/config_<run_stamp>.json`` in training; evaluation and inference: beside their outputs).
+
+    Args:
+        path: the file to write.
+        config: the config to record; None: the config of the parser building this handler.
+    """
+
+    def __init__(self, path: str | os.PathLike, config: Mapping[str, Any] | None = None) -> None:
+        from bundle.executed_config import running_config
+
+        self.path = Path(path)
+        self.config = running_config() if config is None else dict(config)
+        self._recorded = False
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.EPOCH_STARTED, self._record)
+
+    def _record(self, engine: Engine) -> None:
+        handlers = self.open_mlflow_handlers()
+        if self._recorded or not handlers:
+            return
+        from bundle.executed_config import write_config
+
+        self._recorded = True
+        write_config(self.config, self.path)
+        for handler in handlers:
+            handler.client.log_artifact(handler.cur_run.info.run_id, str(self.path))
+        logger.info(f"executed config written to {self.path} and logged into the MLflow run")

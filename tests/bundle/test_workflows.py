@@ -53,7 +53,11 @@ def test_train_evaluate_infer_with_mlflow(tiny_dataset, bundle_root):
     assert len(client.get_metric_history(run.info.run_id, "auroc")) == 2
     assert len(client.get_metric_history(run.info.run_id, "val_distinct_classes")) == 2
     assert {"accuracy", "f1", "train_loss"} <= set(run.data.metrics)
-    assert {"model.pt", "model.decision.json"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"model.pt", "model.decision.json", "config_r1.json"} <= artifacts
+    executed = json.loads((run_dir / "config_r1.json").read_text())  # the executed config, in the run's folder
+    assert executed["run_stamp"] == "r1" and executed["epochs"] == 2 and executed["save_execute_config"] is None
+    assert not list((bundle_root / "eval").glob("config_*.json"))  # MONAI's copy, named by the second, is off
     # the decision threshold of the kept model's validation, next to it and promoted with it
     decision = load_decision(run_dir / "model.pt")
     assert decision["criterion"] == "youden" and decision["split"] == "validation" and decision["epoch"] in (1, 2)
