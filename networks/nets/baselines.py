@@ -34,6 +34,10 @@ _COMMON_ARGS = """
         feature_stage: deepest backbone stage used, 1..4 (strides 4, 8, 16, 32; half without the max-pooling).
             Defaults to 4.
         k: activations pooled per channel by top-k pooling. Defaults to 5.
+        topk_init_decay: initial ratio between consecutive top-k pooling weights, in ``(0, 1]``: 0.5 gives
+            the paper's exponentially decaying weights (half the weight on the largest activation), 1.0 equal
+            weights (every one of the k activations gets the same share of the gradient at the start).
+            Defaults to 0.5.
         pretrained_weights: torchvision-format ImageNet state dict for the backbone, or ``None``. Defaults to ``None``.
         input_scales: image-pyramid factors applied before the backbone. Defaults to ``(1.0,)``.
         pooling: ``"topk"`` or ``"mean"``. Defaults to ``"topk"``.
@@ -63,6 +67,7 @@ class MIPre(MILNet):
         backbone_depth: int = 18,
         feature_stage: int = 4,
         k: int = 5,
+        topk_init_decay: float = 0.5,
         pretrained_weights: str | None = None,
         input_scales: Sequence[float] = (1.0,),
         pooling: str = "topk",
@@ -80,6 +85,7 @@ class MIPre(MILNet):
             input_scales=input_scales,
             magnitude_norm=magnitude_norm,
             k=k,
+            topk_init_decay=topk_init_decay,
             pooling=pooling,
             instance_aggregation=instance_aggregation,
         )
@@ -107,6 +113,7 @@ class MIPreConv(MILNet):
         backbone_depth: int = 18,
         feature_stage: int = 4,
         k: int = 5,
+        topk_init_decay: float = 0.5,
         pretrained_weights: str | None = None,
         input_scales: Sequence[float] = (1.0,),
         pooling: str = "topk",
@@ -126,6 +133,7 @@ class MIPreConv(MILNet):
             input_scales=input_scales,
             magnitude_norm=False,
             k=k,
+            topk_init_decay=topk_init_decay,
             pooling=pooling,
             instance_aggregation=instance_aggregation,
         )
@@ -151,6 +159,7 @@ class MIPreTrident(MILNet):
         backbone_depth: int = 18,
         feature_stage: int = 4,
         k: int = 5,
+        topk_init_decay: float = 0.5,
         pretrained_weights: str | None = None,
         input_scales: Sequence[float] = (1.0,),
         pooling: str = "topk",
@@ -171,6 +180,7 @@ class MIPreTrident(MILNet):
             input_scales=input_scales,
             magnitude_norm=False,
             k=k,
+            topk_init_decay=topk_init_decay,
             pooling=pooling,
             instance_aggregation=instance_aggregation,
         )
@@ -204,6 +214,7 @@ class FeatPyra(MILNet):
         backbone_depth: int = 18,
         feature_stage: int = 4,
         k: int = 5,
+        topk_init_decay: float = 0.5,
         pretrained_weights: str | None = None,
         input_scales: Sequence[float] = (1.0,),
         pooling: str = "topk",
@@ -230,6 +241,7 @@ class FeatPyra(MILNet):
             input_scales=input_scales,
             magnitude_norm=False,
             k=k,
+            topk_init_decay=topk_init_decay,
             pooling=pooling,
             instance_aggregation=instance_aggregation,
         )
@@ -253,17 +265,29 @@ class ResNet34Scratch(MIPre):
         in_channels: channels of every slice. Defaults to 1.
         num_classes: number of output logits. Defaults to 2.
         k: activations pooled per channel. Defaults to 5.
+        topk_init_decay: initial ratio between consecutive top-k pooling weights, in ``(0, 1]``: 0.5 gives
+            the paper's exponentially decaying weights (half the weight on the largest activation), 1.0 equal
+            weights (every one of the k activations gets the same share of the gradient at the start).
+            Defaults to 0.5.
         backbone_max_pool: whether the backbone's stem has its max-pooling; ``False`` halves every stride, for
             small slices. Defaults to ``True``.
     """
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 2, k: int = 5, backbone_max_pool: bool = True) -> None:
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_classes: int = 2,
+        k: int = 5,
+        backbone_max_pool: bool = True,
+        topk_init_decay: float = 0.5,
+    ) -> None:
         super().__init__(
             in_channels,
             num_classes,
             backbone_depth=34,
             feature_stage=4,
             k=k,
+            topk_init_decay=topk_init_decay,
             pretrained_weights=None,
             backbone_max_pool=backbone_max_pool,
         )

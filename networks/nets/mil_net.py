@@ -121,6 +121,10 @@ class MILNet(BagNetwork):
         magnitude_norm: whether every branch gets its own BatchNorm and learnable scalar per channel
             (:class:`MagnitudeNorm`) before pooling. Defaults to ``True``.
         k: activations pooled per channel by top-k pooling (ignored by mean pooling). Defaults to 5.
+        topk_init_decay: initial ratio between consecutive top-k pooling weights, in ``(0, 1]``: 0.5 gives
+            the paper's exponentially decaying weights (half the weight on the largest activation), 1.0 equal
+            weights (every one of the k activations gets the same share of the gradient at the start).
+            Defaults to 0.5.
         pooling: one of :data:`POOLINGS`. Defaults to ``"topk"``.
         instance_aggregation: one of :data:`INSTANCE_AGGREGATIONS`. Defaults to ``"none"``.
         resize_mode: interpolation of the image pyramid. Defaults to ``"bilinear"``.
@@ -137,6 +141,7 @@ class MILNet(BagNetwork):
         input_scales: Sequence[float] = (1.0,),
         magnitude_norm: bool = True,
         k: int = 5,
+        topk_init_decay: float = 0.5,
         pooling: str = "topk",
         instance_aggregation: str = "none",
         resize_mode: str = "bilinear",
@@ -169,7 +174,7 @@ class MILNet(BagNetwork):
         branches_per_scale = sum(len(head.output_sizes(8, 8)) for head in heads)
         self.num_branches = len(self.input_scales) * branches_per_scale
         self.magnitude_norm = MagnitudeNorm(self.num_branches, self.out_channels) if magnitude_norm else None
-        self.pool = TopKPool(k=k) if self.pooling == "topk" else MeanPool()
+        self.pool = TopKPool(k=k, decay=topk_init_decay) if self.pooling == "topk" else MeanPool()
         #: activations per channel that each chunk must keep for an exact chunked forward (0: not chunkable)
         self.chunk_top_k: int = int(k) if self.pooling == "topk" else 0
         self.classifier = nn.Linear(self.out_channels, num_classes)

@@ -74,6 +74,10 @@ class MIMSCNN(MILNet):
             ``{2: 8, 3: 10}`` (the paper's OCT configuration).
         scales: MSConv resizing factors in ``[0.25, 2]``. Defaults to ``(0.5, 0.75, 1.0)``.
         k: number of pooled activations per channel. Defaults to 5.
+        topk_init_decay: initial ratio between consecutive top-k pooling weights, in ``(0, 1]``: 0.5 gives
+            the paper's exponentially decaying weights (half the weight on the largest activation), 1.0 equal
+            weights (every one of the k activations gets the same share of the gradient at the start).
+            Defaults to 0.5.
         resize_mode: interpolation mode of MSConv and of the image pyramid. Defaults to ``"bilinear"``.
         pretrained_weights: torchvision-format ImageNet state dict for the backbone, or ``None`` for a
             randomly initialised backbone. Defaults to ``None``.
@@ -97,6 +101,7 @@ class MIMSCNN(MILNet):
         kernel_groups: Mapping[int | str, int] = DEFAULT_KERNEL_GROUPS,
         scales: Sequence[float] = DEFAULT_SCALES,
         k: int = 5,
+        topk_init_decay: float = 0.5,
         resize_mode: str = "bilinear",
         pretrained_weights: str | None = None,
         input_scales: Sequence[float] = (1.0,),
@@ -119,6 +124,7 @@ class MIMSCNN(MILNet):
             input_scales=input_scales,
             magnitude_norm=True,
             k=k,
+            topk_init_decay=topk_init_decay,
             pooling=pooling,
             instance_aggregation=instance_aggregation,
             resize_mode=resize_mode,

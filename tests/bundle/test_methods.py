@@ -226,3 +226,21 @@ def test_method_trains_evaluates_infers_and_exports(name, tiny_dataset, bundle_r
         network.eval()
         torch.testing.assert_close(exported(bag, mask), network(bag, mask))
     assert type(network).__name__ == _network_target(name).split(".")[-1]
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+@pytest.mark.parametrize("decay, expected", [(0.5, [16 / 31, 8 / 31, 4 / 31, 2 / 31, 1 / 31]), (1.0, [0.2] * 5)])
+def test_topk_init_decay_reaches_every_method(name, decay, expected):
+    """The configs' ``topk_init_decay`` sets the initial top-k weights of every method's network (mean pooling:
+    no top-k weights)."""
+    from bundle.config import build_network
+
+    network, parser = build_network([CONFIGS / "common.json", method_config(name)],
+                                    {**TINY, "topk_init_decay": decay})
+    if network.pooling == "mean":
+        assert not hasattr(network.pool, "weights")
+        return
+    k = network.pool.k
+    assert k == int(parser.get_parsed_content("top_k"))
+    weights = network.pool.weights().detach()
+    torch.testing.assert_close(weights, torch.tensor(expected[:k]) / sum(expected[:k]))
