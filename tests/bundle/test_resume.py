@@ -148,9 +148,11 @@ def test_sigkill_then_resume_reproduces_the_uninterrupted_run(tiny_dataset, tmp_
     final = torch.load(run_dir / "checkpoint_final.pt", weights_only=True)[RESUME_KEY]
     assert final["handlers"] == torch.load(straight / "runs" / RUN / "checkpoint_final.pt",
                                            weights_only=True)[RESUME_KEY]["handlers"]
-    # the checkpoint resumed from stays; the rest of the folder is the uninterrupted run's
+    # the checkpoint resumed from and the resumed run's executed config stay; the rest of the folder is the
+    # uninterrupted run's (with the interrupted run's executed config)
     files = {p.name for p in run_dir.iterdir()}
-    assert files - {p.name for p in (straight / "runs" / RUN).iterdir()} == {checkpoint.name}
+    assert files - {p.name for p in (straight / "runs" / RUN).iterdir()} == {checkpoint.name, "config_t.json"}
+    assert json.loads((run_dir / "config_t.json").read_text())["resume_from"] == str(checkpoint)
 
 
 def _loader(generator):
