@@ -38,6 +38,7 @@ from typing import Any
 
 from bundle.config import as_bool
 from bundle.errors import PreflightError
+from transforms.io import IMAGE_EXTENSIONS, SUPPORTED_EXTENSIONS, VOLUME_EXTENSIONS, file_suffix
 
 __all__ = [
     "ImageHeader",
@@ -53,8 +54,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_VOLUMES = {".nii": "NIfTI", ".nii.gz": "NIfTI", ".nrrd": "NRRD", ".mha": "MetaImage", ".mhd": "MetaImage"}
-_IMAGES = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP"}
 #: how many names a message lists at most
 _MAX_NAMES = 5
 
@@ -74,11 +73,6 @@ class ImageHeader:
     channels: int | None
     shape: tuple[int, ...]
     stored_channels: bool = False
-
-
-def _suffix(path: Path) -> str:
-    name = path.name.lower()
-    return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
 
 
 def _spatial(path: Path, shape: tuple[int, ...], channels: int | None, stored: bool = False) -> ImageHeader:
@@ -128,7 +122,7 @@ def _folder_header(folder: Path) -> ImageHeader:
     children = [p for p in folder.iterdir() if not p.name.startswith(".")]
     if not children:
         raise ValueError(f"{folder}: empty folder; expected 2D slice images or a DICOM series.")
-    slices = sorted(p for p in children if p.is_file() and _suffix(p) in _IMAGES)
+    slices = sorted(p for p in children if p.is_file() and file_suffix(p) in IMAGE_EXTENSIONS)
     if not slices:
         return ImageHeader(3, None, ())  # a DICOM series: read by ITK when the case is loaded
     first = _pil_header(slices[0])
@@ -165,16 +159,16 @@ def read_header(path: str | os.PathLike, scan: int | None = None) -> ImageHeader
     if oct_format(path) is not None:
         info = read_oct_header(path, scan=scan, strict=False)
         return ImageHeader(3, 1, info.shape) if not info.shape else _spatial(path, info.shape, 1)
-    suffix = _suffix(path)
-    if suffix in _IMAGES:
+    suffix = file_suffix(path)
+    if suffix in IMAGE_EXTENSIONS:
         return _pil_header(path)
-    if _VOLUMES.get(suffix) == "NIfTI":
+    if VOLUME_EXTENSIONS.get(suffix) == "NIfTI":
         return _nifti_header(path)
-    if suffix in _VOLUMES:
-        return _itk_header(path, _VOLUMES[suffix])
+    if suffix in VOLUME_EXTENSIONS:
+        return _itk_header(path, VOLUME_EXTENSIONS[suffix])
     raise ValueError(
         f"{path}: unsupported file type '{suffix or path.name}'; supported suffixes are "
-        f"{', '.join((*_VOLUMES, *_IMAGES))}, a folder of 2D slices or a DICOM series folder."
+        f"{', '.join(SUPPORTED_EXTENSIONS)}, a folder of 2D slices or a DICOM series folder."
     )
 
 

@@ -44,6 +44,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "OCT_EXTENSIONS",
     "SUPPORTED_EXTENSIONS",
+    "file_suffix",
     "natural_sort_key",
     "image_2d_header",
     "LoadVolume",
@@ -73,7 +74,7 @@ SUPPORTED_EXTENSIONS: tuple[str, ...] = (*VOLUME_EXTENSIONS, *IMAGE_EXTENSIONS, 
 _PIL_CONVERSIONS = {"1": "L", "CMYK": "RGB", "YCbCr": "RGB", "LAB": "RGB", "HSV": "RGB", "PA": "RGBA"}
 
 
-def _suffix(path: Path) -> str:
+def file_suffix(path: Path) -> str:
     """Lower-case suffix of ``path``; ``.nii.gz`` counts as one suffix."""
     name = path.name.lower()
     return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
@@ -113,7 +114,7 @@ def _open_2d(path: Path, read: Callable[[Image.Image], Any]) -> Any:
         ValueError: naming the file: it cannot be decoded (also when ``read`` fails), or holds several frames
             (a multi-page TIFF).
     """
-    fmt = IMAGE_EXTENSIONS[_suffix(path)]
+    fmt = IMAGE_EXTENSIONS[file_suffix(path)]
     try:
         with Image.open(path) as img:
             n_frames = getattr(img, "n_frames", 1)
@@ -161,7 +162,7 @@ def _read_2d(path: Path) -> np.ndarray:
 def _image_files(folder: Path) -> list[Path]:
     """2D image files directly inside ``folder`` (hidden files ignored), in natural order."""
     files = [
-        p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and _suffix(p) in IMAGE_EXTENSIONS
+        p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and file_suffix(p) in IMAGE_EXTENSIONS
     ]
     return sorted(files, key=lambda p: natural_sort_key(p.name))
 
@@ -278,7 +279,7 @@ class LoadVolume(Transform):
         elif oct_format(path) is not None:
             img = self._load_oct(path, scan)
         else:
-            suffix = _suffix(path)
+            suffix = file_suffix(path)
             if suffix in VOLUME_EXTENSIONS:
                 reader = self._nibabel if VOLUME_EXTENSIONS[suffix] == "NIfTI" else self._itk
                 img = self._load_with_monai(path, reader, VOLUME_EXTENSIONS[suffix])
@@ -337,7 +338,7 @@ class LoadVolume(Transform):
                 f"(spatial_dims {self.spatial_dims}; null accepts both)"
             )
         channels = int(img.shape[0])
-        stored_4d = has_channel_axis and path.is_file() and _suffix(path) in VOLUME_EXTENSIONS
+        stored_4d = has_channel_axis and path.is_file() and file_suffix(path) in VOLUME_EXTENSIONS
         if self.num_channels is not None and stored_4d and channels not in (1, self.num_channels):
             raise ValueError(
                 f"{path}: 4-D array {stored + (channels,)} read as a 3-D volume of {channels} channels, but the model "

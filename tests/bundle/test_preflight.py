@@ -86,7 +86,8 @@ def test_read_header_of_folders(tmp_path):
          "[H, W, D]"),
         ("case.txt", lambda p: p.write_text("x"),
          "{p}: unsupported file type '.txt'; supported suffixes are .nii, .nii.gz, .nrrd, .mha, .mhd, .png, .jpg, "
-         ".jpeg, .tif, .tiff, .bmp, a folder of 2D slices or a DICOM series folder."),
+         ".jpeg, .tif, .tiff, .bmp, .vol, .e2e, .fda, .fds, .img, .dcm, a folder of 2D slices or a DICOM series "
+         "folder."),
         ("bad.png", lambda p: p.write_bytes(b"\x89PNG nothing"), "{p}: cannot be read as PNG image: cannot identify "
          "image file '{p}'"),
         ("pages.tif", lambda p: Image.new("L", (4, 4)).save(p, save_all=True, append_images=[Image.new("L", (4, 4))]),
