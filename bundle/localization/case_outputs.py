@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from transforms.io import SUPPORTED_EXTENSIONS
 
 from .grad_input import GradientTimesInput
 from .overlay import DEFAULT_COLORMAP, montage, overlay_heatmap
@@ -41,7 +42,8 @@ __all__ = [
 ]
 
 #: suffixes stripped from a case's file name to name its outputs
-_STRIP_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+#: the input suffixes a case file stem drops (every one ``transforms.LoadVolume`` reads), longest first
+_STRIP_SUFFIXES = tuple(sorted(SUPPORTED_EXTENSIONS, key=len, reverse=True))
 
 
 @dataclass

@@ -154,6 +154,8 @@ def test_as_bool_rejects(value):
         ("b scan (2).png", "b_scan_2_"),
         ("/data/dicom_series/", "dicom_series"),
         ("/data/.nii.gz", "nii.gz"),  # no hidden files
+        ("/oct/right eye.e2e", "right_eye"),  # OCT vendor files too
+        ("/oct/macula.FDS", "macula"),
     ],
 )
 def test_case_file_stem(path, stem):
