@@ -239,3 +239,20 @@ def test_split_scans_without_the_extra_is_one_error_line(tmp_path, monkeypatch, 
     err = capsys.readouterr().err
     assert code == 1 and not (tmp_path / "datalist.json").exists()
     assert err.startswith(f"error: {path}: reading Heidelberg E2E files needs") and "pip install -e .[oct]" in err
+
+
+@needs("oct_converter")
+def test_cirrus_shape_config_value_reaches_the_loader(tmp_path):
+    """``--cirrus_shape "[n_bscans, ascans, depth]"`` (a JSON list) reads a Cirrus file of no known protocol."""
+    from monai.bundle import ConfigParser
+
+    from bundle_testing import CONFIGS
+
+    path = write_cirrus(tmp_path / "scan_OS.img", U8)  # 120 bytes: no protocol
+    parser = ConfigParser()
+    parser.read_config([str(CONFIGS / "common.json")])
+    parser["cirrus_shape"] = [4, 5, 6]
+    load = parser.get_parsed_content("deterministic_transforms")[0]
+    image = load({"image": str(path)})["image"]
+    assert tuple(image.shape) == (1, 6, 5, 4) and image.meta["laterality"] == "OS"
+    np.testing.assert_array_equal(image[0].numpy(), U8.astype(np.float32))
