@@ -37,7 +37,7 @@ from monai.transforms import LoadImage, MapTransform, Transform
 from monai.utils import ImageMetaKey, MetaKeys, TransformBackends
 from PIL import Image
 
-from .oct_formats import OCT_EXTENSIONS, oct_format, read_oct
+from .oct_formats import OCT_EXTENSIONS, check_cirrus_shape, oct_format, read_oct
 
 __all__ = [
     "VOLUME_EXTENSIONS",
@@ -237,14 +237,9 @@ class LoadVolume(Transform):
             isinstance(num_channels, bool) or not isinstance(num_channels, int) or num_channels < 1
         ):
             raise ValueError(f"num_channels must be a positive integer or None, got {num_channels!r}")
-        if cirrus_shape is not None and (
-            len(cirrus_shape) != 3 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in cirrus_shape)
-        ):
-            raise ValueError(f"cirrus_shape must be (n_bscans, ascans, depth), three positive integers, got "
-                             f"{cirrus_shape!r}")
         self.spatial_dims = spatial_dims
         self.num_channels = num_channels
-        self.cirrus_shape = tuple(cirrus_shape) if cirrus_shape is not None else None
+        self.cirrus_shape = check_cirrus_shape(cirrus_shape)
         self._loader = LoadImage(image_only=True, dtype=np.float32, ensure_channel_first=True)
         self._nibabel = NibabelReader()
         self._itk_reader: ITKReader | None = None  # made on first NRRD/MHA/DICOM use: NIfTI needs no itk
@@ -272,11 +267,12 @@ class LoadVolume(Transform):
         path = Path(path).expanduser()
         if not path.exists():
             raise FileNotFoundError(f"{path}: no such file or directory")
-        if scan is not None and (path.is_dir() or oct_format(path) is None):
+        is_oct = oct_format(path) is not None  # never a folder
+        if scan is not None and not is_oct:
             raise ValueError(f"{path}: a scan index ({scan!r}) applies only to OCT files holding several scans")
         if path.is_dir():
             img = self._load_folder(path)
-        elif oct_format(path) is not None:
+        elif is_oct:
             img = self._load_oct(path, scan)
         else:
             suffix = file_suffix(path)

@@ -78,6 +78,7 @@ __all__ = [
     "OCTVolume",
     "ScanInfo",
     "oct_format",
+    "check_cirrus_shape",
     "cirrus_shape_for",
     "list_scans",
     "read_oct",
@@ -428,6 +429,20 @@ def _topcon(path: Path, header_only: bool = False) -> tuple[ScanInfo, OCTVolume 
 
 
 # ------------------------------------------------------------------------------------------------- Zeiss Cirrus
+def check_cirrus_shape(cirrus_shape: Sequence[int] | None) -> tuple[int, int, int] | None:
+    """``cirrus_shape`` as a tuple ``(n_bscans, ascans, depth)`` (None stays None).
+
+    Raises:
+        ValueError: not three positive integers.
+    """
+    if cirrus_shape is None:
+        return None
+    if len(cirrus_shape) != 3 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in cirrus_shape):
+        raise ValueError(f"cirrus_shape must be (n_bscans, ascans, depth), three positive integers, got "
+                         f"{cirrus_shape!r}")
+    return tuple(cirrus_shape)
+
+
 def cirrus_shape_for(path: str | os.PathLike, cirrus_shape: Sequence[int] | None = None) -> tuple[tuple, str]:
     """The shape ``(n_bscans, ascans, depth)`` of a Cirrus ``.img`` and where it comes from.
 
@@ -438,16 +453,14 @@ def cirrus_shape_for(path: str | os.PathLike, cirrus_shape: Sequence[int] | None
 
     Raises:
         ValueError: naming the file and its size: no protocol of that size and no ``cirrus_shape``, or a
-            ``cirrus_shape`` whose voxel count is not the file size.
+            ``cirrus_shape`` whose voxel count is not the file size; a ``cirrus_shape`` that is not three positive
+            integers (:func:`check_cirrus_shape`).
     """
     path = Path(path)
     fmt = OCT_EXTENSIONS[".img"]
     nbytes = path.stat().st_size
-    if cirrus_shape is not None:
-        shape = tuple(int(s) for s in cirrus_shape)
-        if len(shape) != 3 or min(shape) < 1:
-            raise ValueError(f"cirrus_shape must be (n_bscans, ascans, depth), three positive integers, got "
-                             f"{cirrus_shape!r}")
+    shape = check_cirrus_shape(cirrus_shape)
+    if shape is not None:
         if int(np.prod(shape)) != nbytes:
             raise ValueError(f"{path}: cannot be read as {fmt}: {nbytes} bytes, but cirrus_shape {shape} "
                              f"needs {int(np.prod(shape))}")
