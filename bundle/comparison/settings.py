@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -193,7 +194,9 @@ def collect_results(settings: Settings) -> tuple[dict[str, list[dict[str, Any]]]
 
 
 def _existing_file(value: str | Path, what: str) -> Path:
-    path = Path(value).expanduser().resolve()
+    """``value`` made absolute without resolving symbolic links (so :func:`display_path` can keep a path that lies
+    inside the repository as written, e.g. through a ``data`` link to another clone, relative)."""
+    path = Path(os.path.abspath(Path(value).expanduser()))
     if not path.is_file():
         raise ValueError(f"{what} {str(value)!r} does not exist")
     return path

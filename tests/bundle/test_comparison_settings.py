@@ -4,11 +4,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from comparison_testing import demo_settings, write_datalist, write_result
 
 from bundle.comparison.settings import MANAGED_KEYS, build_run_spec, make_settings, run_folder, settings_key
 from bundle.config import CONFIGS, REPO
+from bundle.reports import display_path
 
 
 @pytest.fixture
@@ -104,3 +107,13 @@ def test_duplicate_specs_are_dropped_in_requested_order(tmp_path, datalist):
     settings = demo_settings(tmp_path, datalist, "mims_mean", "aggregation", "mims_cnn:top_k=2", seeds=(0,))
     assert [s.canonical for s in settings.specs][:2] == ["mims_mean", "mims_max"]
     assert len({s.slug for s in settings.specs}) == len(settings.specs) == 7
+
+
+def test_a_datalist_reached_through_a_symbolic_link_keeps_its_link(tmp_path, datalist):
+    """The datalist is made absolute, not resolved, so a clone whose ``data`` links to another clone's data
+    records ``data/...`` like that clone (``display_path`` keeps paths inside the root as written)."""
+    linked = tmp_path / "linked_data"
+    linked.symlink_to(datalist.parent, target_is_directory=True)
+    settings = demo_settings(tmp_path, linked / datalist.name, "mims_cnn", seeds=(0,))
+    assert settings.datalist == linked / datalist.name
+    assert display_path(settings.datalist, tmp_path) == str(Path("linked_data") / datalist.name)
