@@ -7,7 +7,7 @@ Example::
     python scripts/make_synthetic_oct.py --out data/synthetic_oct
     python scripts/make_synthetic_oct.py --out /tmp/tiny --num-train 8 --num-val 4 --num-test 4 \\
         --shape 64 96 16 --central-slices 8
-    python scripts/make_synthetic_oct.py --out data/synthetic_oct_hard --preset hard --num-lesions 1 1
+    python scripts/make_synthetic_oct.py --out data/synthetic_oct_hard --preset hard --num-test 200
 """
 
 from __future__ import annotations
@@ -67,8 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--preset", choices=list(PRESETS), default="default",
-        help="named generator settings: 'default' (the demo's data) or 'hard' (fewer, smaller, fainter cysts "
-        "spread over more B-scans; not calibrated: MIMS-CNN did not learn it from scratch, see "
+        help="named generator settings: 'default' (the demo's data) or 'hard' (the same cysts anywhere in the "
+        "central 30 B-scans, the benchmark of docs/results/synthetic_oct_hard.md, calibrated in "
         "docs/results/synthetic_oct_hard_calibration.md; values listed with each option below); recorded in "
         "datalist.json",
     )
