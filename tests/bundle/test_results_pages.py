@@ -27,7 +27,7 @@ def _declared():
 
 def test_pages_json_declares_both_comparison_pages():
     declared = {p.records: p for p in _declared()}
-    assert set(declared) == {"synthetic_oct", "adrenalmnist3d_64"}
+    assert set(declared) == {"synthetic_oct_hard", "adrenalmnist3d_64"}
     for spec in declared.values():
         assert spec.seeds == (0, 1, 2) and spec.page == f"{spec.records}.md"
         assert (RESULTS / spec.notes).is_file()
