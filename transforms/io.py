@@ -23,7 +23,9 @@ None), ``meta["oct_format"]`` and ``meta["oct_scan"]``; see :mod:`transforms.oct
 
 from __future__ import annotations
 
+import logging
 import re
+import warnings
 from collections.abc import Callable, Hashable, Mapping
 from os import PathLike
 from pathlib import Path
@@ -167,6 +169,32 @@ def _image_files(folder: Path) -> list[Path]:
     return sorted(files, key=lambda p: natural_sort_key(p.name))
 
 
+
+#: Logger and warning with which MONAI's ``LoadImage`` says, on every construction where ``pydicom`` is installed
+#: without NVIDIA's nvImageCodec, that its optional GPU DICOM decoder is unavailable.
+_NVIMGCODEC_LOGGER = "monai.data.nvimgcodec_pydicom_plugin"
+_NVIMGCODEC_WARNING = "NvImgCodecPydicomReader: nvImageCodec decoder plugin did not register"
+
+
+def _quiet_load_image() -> LoadImage:
+    """MONAI's ``LoadImage`` (float32, channel first, image only), built without MONAI's two notes that the
+    optional GPU DICOM decoder (nvImageCodec) is missing.
+
+    ``pydicom`` comes with the ``[oct]`` extra, so without the notes' suppression every run on a machine without
+    that decoder prints them. They concern no file this loader reads: DICOM series go to ``ITKReader`` and
+    multi-frame OCT DICOM to ``pydicom`` directly. Errors of that logger still show.
+    """
+    codec_logger = logging.getLogger(_NVIMGCODEC_LOGGER)
+    level = codec_logger.level
+    codec_logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_NVIMGCODEC_WARNING)
+            return LoadImage(image_only=True, dtype=np.float32, ensure_channel_first=True)
+    finally:
+        codec_logger.setLevel(level)
+
+
 class LoadVolume(Transform):
     """Load a volume or a 2D image from a path as a float32, channel-first ``MetaTensor``.
 
@@ -240,7 +268,7 @@ class LoadVolume(Transform):
         self.spatial_dims = spatial_dims
         self.num_channels = num_channels
         self.cirrus_shape = check_cirrus_shape(cirrus_shape)
-        self._loader = LoadImage(image_only=True, dtype=np.float32, ensure_channel_first=True)
+        self._loader = _quiet_load_image()
         self._nibabel = NibabelReader()
         self._itk_reader: ITKReader | None = None  # made on first NRRD/MHA/DICOM use: NIfTI needs no itk
 

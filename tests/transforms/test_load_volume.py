@@ -5,8 +5,10 @@
 from __future__ import annotations
 
 import gzip
+import logging
 import pickle
 import re
+import warnings
 from pathlib import Path
 
 import nibabel as nib
@@ -405,3 +407,16 @@ def test_readable_repr_in_monai_error(tmp_path):
                        r"num_channels=1\)$") as info:
         Compose([LoadVolumed("image", spatial_dims=3, num_channels=1)])({"image": str(tmp_path / "absent.nii.gz")})
     assert isinstance(info.value.__cause__, FileNotFoundError)
+
+
+def test_building_the_loader_prints_no_note_about_the_missing_gpu_dicom_decoder(caplog):
+    """MONAI's LoadImage says at every construction, when pydicom is installed without nvImageCodec, that its GPU
+    DICOM decoder is missing (a warning and a log record); LoadVolume builds it without them."""
+    pytest.importorskip("pydicom")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with caplog.at_level(logging.INFO):
+            LoadVolume()
+    assert not [w for w in caught if "nvImageCodec" in str(w.message)]
+    assert not [r for r in caplog.records if "nvImageCodec" in r.getMessage()]
+    assert logging.getLogger("monai.data.nvimgcodec_pydicom_plugin").level == logging.NOTSET  # restored
