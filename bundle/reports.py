@@ -14,14 +14,18 @@ import importlib.metadata
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "LOAD_INTERVAL_S",
     "NOT_RUN_PATHS",
+    "LoadSampler",
     "atomic_path",
     "atomic_write",
     "code_state",
@@ -42,6 +46,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 #: tracked paths whose uncommitted changes cannot change a run (git pathspecs): documentation and tests
+#: seconds between two samples of the load average (:class:`LoadSampler`)
+LOAD_INTERVAL_S = 15.0
 NOT_RUN_PATHS = (":(exclude)docs", ":(exclude)tests", ":(exclude)*.md")
 
 
@@ -150,6 +156,58 @@ def versions_text(packages: tuple[str, ...] = ("torch", "monai", "numpy"), label
 def load_average() -> list[float] | None:
     """The 1, 5 and 15 minute load averages (None where the OS has none)."""
     return list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+
+
+class LoadSampler:
+    """Samples the 1-minute load average in a daemon thread: at start, every ``interval_s`` and at stop.
+
+    Args:
+        interval_s: seconds between two samples.
+        sample: returns the load averages (1, 5, 15 minutes) or None (:func:`bundle.reports.load_average`).
+    """
+
+    def __init__(self, interval_s: float = LOAD_INTERVAL_S, sample: Any = load_average) -> None:
+        self.interval_s = interval_s
+        self.sample = sample
+        self.values: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="load-sampler", daemon=True)
+
+    def _take(self) -> None:
+        loads = self.sample()
+        if loads:
+            self.values.append(float(loads[0]))
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._take()
+
+    def start(self) -> LoadSampler:
+        """Take the first sample and start the thread; returns ``self``."""
+        self._take()
+        self._thread.start()
+        return self
+
+    def stop(self) -> dict[str, Any] | None:
+        """Stop the thread, take a last sample and return :meth:`summary`."""
+        self._stop.set()
+        self._thread.join()
+        self._take()
+        return self.summary()
+
+    def summary(self) -> dict[str, Any] | None:
+        """Min, mean and max of the samples, their number, the interval and the usable cores; None without
+        samples (an OS without load average)."""
+        if not self.values:
+            return None
+        return {
+            "one_minute_min": min(self.values),
+            "one_minute_mean": statistics.fmean(self.values),
+            "one_minute_max": max(self.values),
+            "samples": len(self.values),
+            "interval_s": self.interval_s,
+            "usable_cores": machine_info()["usable_cores"],
+        }
 
 
 @contextlib.contextmanager

@@ -13,7 +13,7 @@ into the training's MLflow run and writes ``result.json`` last. Besides the metr
 holds what the committed record of the run needs (:mod:`bundle.comparison.records`): the per-epoch curves
 of the training (:func:`epoch_curves`, from the MLflow metric history), the test probability of every case
 (:func:`case_predictions`, from the evaluation's ``predictions.json``), the decision threshold of the evaluation
-(``metrics.json``), the machine load during training and evaluation (:class:`LoadSampler`) and the code
+(``metrics.json``), the machine load during training and evaluation (:class:`bundle.reports.LoadSampler`) and the code
 commit (:func:`bundle.reports.code_state`). Lines starting with :data:`PHASE_MARK` announce a phase to the comparing
 process. Importing this module loads neither torch nor MONAI.
 """
@@ -27,7 +27,6 @@ import math
 import os
 import statistics
 import sys
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -36,9 +35,9 @@ from typing import Any
 from bundle.comparison.settings import RESULT_FILE
 from bundle.reports import (
     atomic_write,
+    LoadSampler,
     code_state,
     display_path,
-    load_average,
     machine_info,
     peak_rss_bytes,
     reset_peak_rss,
@@ -47,8 +46,6 @@ from bundle.reports import (
 from bundle.reports import versions as installed_versions
 
 __all__ = [
-    "LOAD_INTERVAL_S",
-    "LoadSampler",
     "MACHINE_FIELDS",
     "PHASE_MARK",
     "case_predictions",
@@ -67,64 +64,10 @@ __all__ = [
 PHASE_MARK = "@@compare_methods phase: "
 #: what ``result.json`` records of :func:`bundle.reports.machine_info`
 MACHINE_FIELDS = ("cpu", "logical_cores", "usable_cores", "platform", "system")
-#: seconds between two samples of the load average
-LOAD_INTERVAL_S = 15.0
 
 
 def _phase(name: str) -> None:
     print(PHASE_MARK + name, flush=True)
-
-
-class LoadSampler:
-    """Samples the 1-minute load average in a daemon thread: at start, every ``interval_s`` and at stop.
-
-    Args:
-        interval_s: seconds between two samples.
-        sample: returns the load averages (1, 5, 15 minutes) or None (:func:`bundle.reports.load_average`).
-    """
-
-    def __init__(self, interval_s: float = LOAD_INTERVAL_S, sample: Any = load_average) -> None:
-        self.interval_s = interval_s
-        self.sample = sample
-        self.values: list[float] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="load-sampler", daemon=True)
-
-    def _take(self) -> None:
-        loads = self.sample()
-        if loads:
-            self.values.append(float(loads[0]))
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            self._take()
-
-    def start(self) -> LoadSampler:
-        """Take the first sample and start the thread; returns ``self``."""
-        self._take()
-        self._thread.start()
-        return self
-
-    def stop(self) -> dict[str, Any] | None:
-        """Stop the thread, take a last sample and return :meth:`summary`."""
-        self._stop.set()
-        self._thread.join()
-        self._take()
-        return self.summary()
-
-    def summary(self) -> dict[str, Any] | None:
-        """Min, mean and max of the samples, their number, the interval and the usable cores; None without
-        samples (an OS without load average)."""
-        if not self.values:
-            return None
-        return {
-            "one_minute_min": min(self.values),
-            "one_minute_mean": statistics.fmean(self.values),
-            "one_minute_max": max(self.values),
-            "samples": len(self.values),
-            "interval_s": self.interval_s,
-            "usable_cores": machine_info()["usable_cores"],
-        }
 
 
 def _short(value: float) -> float:

@@ -28,7 +28,15 @@ from typing import Any
 
 import numpy as np
 
-from bundle.reports import atomic_write, display_path, machine_text, versions_text
+from bundle.reports import (
+    LoadSampler,
+    atomic_write,
+    code_state,
+    code_text,
+    display_path,
+    machine_text,
+    versions_text,
+)
 
 from .glam_options import GlamOptions
 from .glam_report import INTENSITY, PLAIN, command_lines, comparison_text, make_figure, render_report
@@ -258,8 +266,22 @@ def _training_texts(options: GlamOptions, trained: dict[str, Any] | None) -> tup
     return training_text, f"Best validation {v['metric']} {v['best']:.3f} at epoch {v['epoch']}."
 
 
+def _load_text(load: dict[str, Any] | None) -> str:
+    """The machine's 1-minute load during the run (:meth:`bundle.reports.LoadSampler.summary`), and whether other
+    work shared it: a run keeps about its usable cores busy, so a higher load means the times are upper bounds."""
+    if load is None:
+        return "load average unknown on this system: the timings may include other work"
+    text = (f"1-minute load average during the run: mean {load['one_minute_mean']:.1f}, max "
+            f"{load['one_minute_max']:.1f} ({load['samples']} samples, every {load['interval_s']:.0f} s; "
+            f"{load['usable_cores']} usable cores)")
+    if load["one_minute_max"] > load["usable_cores"] + 0.5:
+        text += "; other work shared the machine, so the times are upper bounds"
+    return text
+
+
 def _timings(options: GlamOptions, generate_s: float | None, trained: dict[str, Any] | None,
-             metrics: dict[str, Any], results: Sequence[CaseResult], glam_s: float, started: float) -> list[str]:
+             metrics: dict[str, Any], results: Sequence[CaseResult], glam_s: float, started: float,
+             load: dict[str, Any] | None) -> list[str]:
     timings = []
     if generate_s is not None:
         timings.append(f"data generation: {generate_s:.0f} s")
@@ -276,7 +298,7 @@ def _timings(options: GlamOptions, generate_s: float | None, trained: dict[str, 
         timings.append(f"global + local passes, {nw} x {w} px window(s): {np.mean(s):.2f} s per image")
     total_min = (time.perf_counter() - started) / 60
     timings.append(f"localization step in all: {glam_s:.0f} s; whole script: {total_min:.1f} min")
-    timings.append("all with `nice -n 19` while another long benchmark ran on the same 2 cores: times are upper bounds")
+    timings.append(_load_text(load))
     return timings
 
 
@@ -295,6 +317,7 @@ def run(options: GlamOptions, argv: Sequence[str]) -> dict[str, Any]:
     from .grad_input import GradientTimesInput, default_layer
 
     started = time.perf_counter()
+    sampler = LoadSampler().start()
     options.work_dir.mkdir(parents=True, exist_ok=True)
     datalist, generate_s = prepare_dataset(options)
     ckpt = options.ckpt if options.ckpt is not None else options.work_dir / "model.pt"
@@ -323,6 +346,7 @@ def run(options: GlamOptions, argv: Sequence[str]) -> dict[str, Any]:
         "machine": machine_text(logical=False, os_key="platform"),
         "device": str(next(network.parameters()).device),
         "versions": versions_text(labels={"python": "Python", "monai": "MONAI"}),
+        "code": code_text(code_state()),
         "commands": command_lines(argv),
         "datalist": display_path(datalist),
         "data_description": data.get("description", ""),
@@ -344,7 +368,7 @@ def run(options: GlamOptions, argv: Sequence[str]) -> dict[str, Any]:
         "main_name": settings[0].name,
         "comparison_text": comparison_text(rows, settings[0].name, len(results)),
         "figure_rel": os.path.relpath(options.figure, options.report.parent),
-        "timings": _timings(options, generate_s, trained, metrics, results, glam_s, started),
+        "timings": _timings(options, generate_s, trained, metrics, results, glam_s, started, sampler.stop()),
         "notes": options.note,
     }
     if examples:

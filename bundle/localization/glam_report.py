@@ -105,6 +105,8 @@ def render_report(ctx: dict[str, Any]) -> str:
         "",
         "## Commands",
         "",
+        f"Code: {ctx['code']}.",
+        "",
         "```bash",
         *ctx["commands"],
         "```",
@@ -196,4 +198,4 @@ def command_lines(argv: Sequence[str]) -> list[str]:
         else:
             words.append(shlex.quote(word))
     lines = [f"# NOTE1 ... NOTE{len(notes)}: the paragraphs of the Notes section, in order"] if notes else []
-    return lines + [f"nice -n 19 .venv/bin/python scripts/evaluate_glam.py {' '.join(words)}".rstrip()]
+    return lines + [f"python scripts/evaluate_glam.py {' '.join(words)}".rstrip()]

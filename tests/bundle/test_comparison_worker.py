@@ -65,13 +65,3 @@ def test_case_predictions_of_the_predictions_file(tmp_path):
     assert worker.case_predictions(path) == [["case_1.nii.gz", 1, 0.75], ["case_2.nii.gz", 0, 0.1]]
     path.write_text(json.dumps([{"case": "a/b.png", "label": 2, "prob_0": 0.1, "prob_1": 0.2, "prob_2": 0.7}]))
     assert worker.case_predictions(path) == [["b.png", 2, [0.1, 0.2, 0.7]]]
-
-
-def test_load_sampler_summarizes_the_samples():
-    values = iter([[1.0, 0, 0], [3.0, 0, 0], [2.0, 0, 0]])
-    sampler = worker.LoadSampler(interval_s=3600.0, sample=lambda: next(values)).start()
-    sampler._take()  # as the thread would every interval
-    summary = sampler.stop()
-    assert summary["one_minute_min"] == 1.0 and summary["one_minute_max"] == 3.0
-    assert summary["one_minute_mean"] == 2.0 and summary["samples"] == 3 and summary["usable_cores"] >= 1
-    assert worker.LoadSampler(sample=lambda: None).start().stop() is None  # an OS without load average

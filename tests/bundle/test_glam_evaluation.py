@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from bundle.localization import glam_evaluation
 from bundle.localization.glam_evaluation import (
     CaseResult,
     MapScores,
@@ -85,7 +86,8 @@ def test_render_report_marks_the_main_row_and_dashes_missing_values():
             {"map": "main", "pointing": 1.0, "pointing_tolerant": 1.0, "peak_distance_median": 0.0,
              "auroc": float("nan"), "ap": 0.75, "coverage": 1.0}]
     ctx = {"rows": rows, "num_positive": 4, "tolerance": 8.0, "date": "2026-01-01", "machine": "cpu", "device": "cpu",
-           "versions": "Python 3", "commands": ["python x"], "datalist": "d.json", "data_description": "Data.",
+           "versions": "Python 3", "code": "commit `abc`", "commands": ["python x"],
+           "datalist": "d.json", "data_description": "Data.",
            "split_sizes": "test 4", "generated_text": "reused", "training_text": "trained.", "full_size": "8x8",
            "image_size": "4x4", "layer": "l", "feature_size": "2x2", "num_test": 8, "test_auroc": 1.0,
            "test_accuracy": 1.0, "validation_text": "", "shortcut_auroc": 0.5, "main_name": "main",
@@ -95,6 +97,19 @@ def test_render_report_marks_the_main_row_and_dashes_missing_values():
     assert "| **main** | 100 % | 100 % | 0.0 | – | 0.750 | 100 % |" in page
     assert "| map | pointing game | within 8 px |" in page and "## Notes\n\nA note.\n" in page
     assert "![examples](f.png)" in page and "- t 1 s" in page
+    assert "## Commands\n\nCode: commit `abc`.\n\n```bash\npython x\n```" in page
+
+
+@pytest.mark.parametrize("load, expected", [
+    ({"one_minute_mean": 2.04, "one_minute_max": 2.3, "samples": 14, "interval_s": 15.0, "usable_cores": 2},
+     "1-minute load average during the run: mean 2.0, max 2.3 (14 samples, every 15 s; 2 usable cores)"),
+    ({"one_minute_mean": 3.1, "one_minute_max": 4.0, "samples": 3, "interval_s": 15.0, "usable_cores": 2},
+     "1-minute load average during the run: mean 3.1, max 4.0 (3 samples, every 15 s; 2 usable cores); other work "
+     "shared the machine, so the times are upper bounds"),
+    (None, "load average unknown on this system: the timings may include other work"),
+])
+def test_timings_say_the_load_they_ran_under(load, expected):
+    assert glam_evaluation._load_text(load) == expected
 
 
 def test_shortcut_auroc_on_mean_intensity(tmp_path: Path):
@@ -117,7 +132,7 @@ def test_command_lines_replace_notes_by_variables():
     lines = command_lines(["--epochs", "2", "--note", "first, it's long", "--note=second", "--data", "a b"])
     assert lines == [
         "# NOTE1 ... NOTE2: the paragraphs of the Notes section, in order",
-        "nice -n 19 .venv/bin/python scripts/evaluate_glam.py --epochs 2 --note \"$NOTE1\" --note \"$NOTE2\" "
+        "python scripts/evaluate_glam.py --epochs 2 --note \"$NOTE1\" --note \"$NOTE2\" "
         "--data 'a b'",
     ]
-    assert command_lines([]) == ["nice -n 19 .venv/bin/python scripts/evaluate_glam.py"]
+    assert command_lines([]) == ["python scripts/evaluate_glam.py"]

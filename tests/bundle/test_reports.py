@@ -86,3 +86,13 @@ def test_display_path_keeps_a_symlinked_folder_relative(tmp_path):
     outside = tmp_path / "link_to_main"
     outside.symlink_to(tmp_path / "main", target_is_directory=True)
     assert display_path(outside / "data" / "d.json", tmp_path / "main") == str(Path("data") / "d.json")
+
+
+def test_load_sampler_summarizes_the_samples():
+    values = iter([[1.0, 0, 0], [3.0, 0, 0], [2.0, 0, 0]])
+    sampler = reports.LoadSampler(interval_s=3600.0, sample=lambda: next(values)).start()
+    sampler._take()  # as the thread would every interval
+    summary = sampler.stop()
+    assert summary["one_minute_min"] == 1.0 and summary["one_minute_max"] == 3.0
+    assert summary["one_minute_mean"] == 2.0 and summary["samples"] == 3 and summary["usable_cores"] >= 1
+    assert reports.LoadSampler(sample=lambda: None).start().stop() is None  # an OS without load average
