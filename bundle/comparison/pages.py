@@ -82,7 +82,7 @@ class PageSpec:
     """One results page.
 
     Args:
-        page: file name of the page in the results folder (``synthetic_oct.md``).
+        page: file name of the page in the results folder (``synthetic_oct_hard.md``).
         title: the page's ``#`` title.
         records: the dataset name of its records (``<records-dir>/<records>/<slug>/seed<k>.json``).
         seeds: the seeds every row should have.
