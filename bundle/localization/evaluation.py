@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bundle.config import build_network
-from bundle.reports import atomic_write, display_path, machine_text, versions
+from bundle.reports import atomic_write, code_state, code_text, display_path, machine_text, versions
 
 from .compared_runs import RunInfo, find_runs, runs_datalist
 from .evaluation_page import (
@@ -360,6 +360,7 @@ def run(settings: Settings) -> dict[str, Any]:
         "device": str(settings.device),
         "versions": versions(),
         "command": settings.command,
+        "code": code_text(code_state()),
         "settings": {
             "run_root": display_path(settings.run_root), "methods": settings.methods, "seed": settings.seed,
             "datalist": display_path(datalist), "split": settings.split, "target_class": settings.target_class,

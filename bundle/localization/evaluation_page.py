@@ -71,6 +71,7 @@ def render_page(report: Mapping[str, Any]) -> str:
         f"- Machine: {report['machine']}; device: {report['device']}",
         "- Versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()),
         f"- Command: `{report['command']}` ({report['seconds']:.0f} s in all)",
+        f"- Code: {report['code']}",
         f"- Datalist: `{s['datalist']}`, split `{s['split']}`: {report['num_positive']} positive cases (label "
         f"{s['target_class']}) with lesion masks, of {report['num_split']} cases"
         + (f"; only the first {report['num_evaluated']} evaluated (`--max-cases`)" if s["max_cases"] else ""),

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from bundle.localization.compared_runs import RunInfo
+from bundle.reports import code_state, code_text
 
 __all__: list[str] = []
 
@@ -125,4 +126,5 @@ def test_end_to_end_tiny(el, tiny_dataset, tmp_path):
     header = next(line for line in page.splitlines() if line.startswith("| method"))
     assert all(line.count("|") == header.count("|") for line in page.splitlines() if line.startswith("| "))
     assert "## Notes\n\nA note." in page
+    assert f"- Code: {code_text(code_state())}\n" in page
     assert "python scripts/compare_methods.py --dataset-name tiny (test)" in page
