@@ -25,6 +25,7 @@ from typing import Any
 __all__ = [
     "LOAD_INTERVAL_S",
     "NOT_RUN_PATHS",
+    "LOAD_TOLERANCE",
     "LoadSampler",
     "atomic_path",
     "atomic_write",
@@ -37,6 +38,7 @@ __all__ = [
     "peak_rss_bytes",
     "reset_peak_rss",
     "rss_bytes",
+    "shared_machine",
     "versions",
     "versions_text",
 ]
@@ -48,6 +50,9 @@ REPO = Path(__file__).resolve().parents[1]
 #: tracked paths whose uncommitted changes cannot change a run (git pathspecs): documentation and tests
 #: seconds between two samples of the load average (:class:`LoadSampler`)
 LOAD_INTERVAL_S = 15.0
+#: a run that keeps every core busy makes a 1-minute load of about its usable cores by itself; its timings count
+#: as clean up to this much more than that (other work on the machine shows as load above it)
+LOAD_TOLERANCE = 0.5
 NOT_RUN_PATHS = (":(exclude)docs", ":(exclude)tests", ":(exclude)*.md")
 
 
@@ -208,6 +213,12 @@ class LoadSampler:
             "interval_s": self.interval_s,
             "usable_cores": machine_info()["usable_cores"],
         }
+
+
+def shared_machine(load: dict[str, Any]) -> bool:
+    """Whether other work shared the machine during a run: its mean 1-minute load (:meth:`LoadSampler.summary`)
+    exceeds the usable cores by more than :data:`LOAD_TOLERANCE`, so its timings are upper bounds."""
+    return float(load["one_minute_mean"]) > (load.get("usable_cores") or 0) + LOAD_TOLERANCE
 
 
 @contextlib.contextmanager

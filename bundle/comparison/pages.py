@@ -30,7 +30,7 @@ from bundle import stats
 from bundle.comparison.records import DEFAULT_RECORDS_DIR, load_records
 from bundle.comparison.settings import DEFAULT_RESULTS_DIR, Settings, settings_key
 from bundle.methods import AGGREGATION_METHODS, TABLE1_METHODS, MethodSpec, expand_method_specs, value_text
-from bundle.reports import atomic_path, atomic_write, display_path, machine_text
+from bundle.reports import atomic_path, atomic_write, display_path, machine_text, shared_machine
 
 __all__ = [
     "DEFAULT_PAGES_FILE",
@@ -328,17 +328,12 @@ def _threshold_text(row: Row) -> str:
     return text if len(numbers) == len(found) else f"{text} ({len(found) - len(numbers)} argmax)"
 
 
-#: a run that keeps every core busy makes a 1-minute load of about its usable cores by itself; timings count as
-#: clean up to this much more than that (other work on the machine shows as load above it)
-LOAD_TOLERANCE = 0.5
-
-
 def _time_text(row: Row) -> str:
     loads = [r.get("load") or {} for r in row.records.values()]
     means = [_number(load.get("one_minute_mean")) for load in loads]
     if any(m is None for m in means):
         return "— (load unknown)"
-    busy = [m for m, load in zip(means, loads) if m > (load.get("usable_cores") or 0) + LOAD_TOLERANCE]
+    busy = [m for m, load in zip(means, loads) if shared_machine(load)]
     if busy:
         return f"— (load {max(busy):.1f})"
     return _mean_text(row.values("cost", "train_iteration_s_median"), 1, 1000.0)

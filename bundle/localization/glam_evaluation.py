@@ -35,6 +35,7 @@ from bundle.reports import (
     code_text,
     display_path,
     machine_text,
+    shared_machine,
     versions_text,
 )
 
@@ -268,13 +269,13 @@ def _training_texts(options: GlamOptions, trained: dict[str, Any] | None) -> tup
 
 def _load_text(load: dict[str, Any] | None) -> str:
     """The machine's 1-minute load during the run (:meth:`bundle.reports.LoadSampler.summary`), and whether other
-    work shared it: a run keeps about its usable cores busy, so a higher load means the times are upper bounds."""
+    work shared it (:func:`bundle.reports.shared_machine`), which makes the times upper bounds."""
     if load is None:
         return "load average unknown on this system: the timings may include other work"
     text = (f"1-minute load average during the run: mean {load['one_minute_mean']:.1f}, max "
             f"{load['one_minute_max']:.1f} ({load['samples']} samples, every {load['interval_s']:.0f} s; "
             f"{load['usable_cores']} usable cores)")
-    if load["one_minute_max"] > load["usable_cores"] + 0.5:
+    if shared_machine(load):
         text += "; other work shared the machine, so the times are upper bounds"
     return text
 

@@ -96,3 +96,8 @@ def test_load_sampler_summarizes_the_samples():
     assert summary["one_minute_min"] == 1.0 and summary["one_minute_max"] == 3.0
     assert summary["one_minute_mean"] == 2.0 and summary["samples"] == 3 and summary["usable_cores"] >= 1
     assert reports.LoadSampler(sample=lambda: None).start().stop() is None  # an OS without load average
+
+
+@pytest.mark.parametrize("mean, cores, shared", [(2.0, 2, False), (2.5, 2, False), (2.51, 2, True), (0.6, 0, True)])
+def test_shared_machine_means_load_beyond_the_runs_own_cores(mean, cores, shared):
+    assert reports.shared_machine({"one_minute_mean": mean, "usable_cores": cores}) is shared
