@@ -169,7 +169,6 @@ def _image_files(folder: Path) -> list[Path]:
     return sorted(files, key=lambda p: natural_sort_key(p.name))
 
 
-
 #: Logger and warning with which MONAI's ``LoadImage`` says, on every construction where ``pydicom`` is installed
 #: without NVIDIA's nvImageCodec, that its optional GPU DICOM decoder is unavailable.
 _NVIMGCODEC_LOGGER = "monai.data.nvimgcodec_pydicom_plugin"
