@@ -24,8 +24,8 @@ from typing import Any
 
 __all__ = [
     "LOAD_INTERVAL_S",
-    "NOT_RUN_PATHS",
     "LOAD_TOLERANCE",
+    "NOT_RUN_PATHS",
     "LoadSampler",
     "atomic_path",
     "atomic_write",

@@ -30,7 +30,7 @@ from bundle import stats
 from bundle.comparison.records import DEFAULT_RECORDS_DIR, load_records
 from bundle.comparison.settings import DEFAULT_RESULTS_DIR, Settings, settings_key
 from bundle.methods import AGGREGATION_METHODS, TABLE1_METHODS, MethodSpec, expand_method_specs, value_text
-from bundle.reports import atomic_path, atomic_write, display_path, machine_text, shared_machine
+from bundle.reports import LOAD_TOLERANCE, atomic_path, atomic_write, display_path, machine_text, shared_machine
 
 __all__ = [
     "DEFAULT_PAGES_FILE",
@@ -470,7 +470,8 @@ _DEFINITIONS = (
     "seeds. Best val. epoch: the epoch of the checkpoint evaluated, per seed (the best validation from "
     "best_model_min_epoch on). Train ms/iteration: median wall "
     "time of a training iteration, mean over seeds, shown only when every run's mean 1-minute load during "
-    "training and evaluation stayed within its usable cores plus 0.5 (the training itself keeps every core busy; "
+    f"training and evaluation stayed within its usable cores plus {LOAD_TOLERANCE} (the training itself keeps every "
+    "core busy; "
     "else — with the highest mean load); clean cost "
     "figures on identical bags are in [method_cost.md](method_cost.md)."
 )
