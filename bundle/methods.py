@@ -7,13 +7,14 @@ A method is selected by appending its overlay to the config files, e.g.::
     python -m monai.bundle run \
         --config_file "['configs/common.json','configs/train.json','configs/methods/mi_pre_conv.json']"
 
-:data:`METHODS` maps each name to the paper's name for it; :func:`method_config` turns a name into the
-overlay path and rejects unknown names with the list of valid ones. :func:`method_display_name` is the name
-shown on pages: the paper's, except that FeatPyra's says which backbone stages the configured
-``feature_stage`` makes it use ("FeatPyra-2,3" on stages 1-2; :func:`configured_value` reads that value).
+:data:`METHODS` maps each name to its display name (the paper's; attention MIL's: Ilse et al.'s);
+:func:`method_config` turns a name into the overlay path and rejects unknown names with the list of valid
+ones. :func:`method_display_name` is the name shown on pages: the paper's, except that FeatPyra's says which
+backbone stages the configured ``feature_stage`` makes it use ("FeatPyra-2,3" on stages 1-2;
+:func:`configured_value` reads that value).
 
 The comparison tools (``scripts/compare_methods.py``, ``scripts/method_cost.py``) take *method specs*:
-a method name, a group (``table1``, ``aggregation``), or ``name:key=value[,key=value]`` for a method with
+a method name, a group (``table1``, ``aggregation``, ``attention``), or ``name:key=value[,key=value]`` for a method with
 config overrides of its own (``mims_cnn:top_k=3``). :func:`parse_method_spec` reads one into a
 :class:`MethodSpec`; :func:`expand_method_specs` expands groups and drops duplicates. Importing this
 module loads neither torch nor MONAI.
@@ -34,6 +35,7 @@ __all__ = [
     "METHODS",
     "TABLE1_METHODS",
     "AGGREGATION_METHODS",
+    "ATTENTION_METHODS",
     "METHODS_DIR",
     "MethodSpec",
     "configured_value",
@@ -65,6 +67,8 @@ METHODS: dict[str, str] = {
     "mims_mean": "MIMS, mean pooling",
     "mims_max": "MIMS, max pooling (top-1)",
     "mims_max_inst": "MIMS, max-inst",
+    "abmil": "Attention MIL",
+    "abmil_gated": "Gated attention MIL",
 }
 
 #: the rows of the paper's Table 1, in its order
@@ -92,6 +96,9 @@ AGGREGATION_METHODS: tuple[str, ...] = (
     "mims_cnn:top_k=4",
     "mims_cnn",
 )
+
+#: the related attention-based methods (Ilse et al., ICML 2018), plain and gated
+ATTENTION_METHODS: tuple[str, ...] = ("abmil", "abmil_gated")
 
 
 def method_config(name: str) -> Path:
@@ -147,8 +154,8 @@ def method_display_name(name: str, config: Mapping[str, Any] | None = None) -> s
 
 
 def method_groups() -> dict[str, tuple[str, ...]]:
-    """Group name -> method specs: ``table1`` and ``aggregation``."""
-    return {"table1": TABLE1_METHODS, "aggregation": AGGREGATION_METHODS}
+    """Group name -> method specs: ``table1``, ``aggregation`` and ``attention``."""
+    return {"table1": TABLE1_METHODS, "aggregation": AGGREGATION_METHODS, "attention": ATTENTION_METHODS}
 
 
 def value_text(value: Any) -> str:

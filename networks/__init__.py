@@ -5,9 +5,11 @@
 from __future__ import annotations
 
 from .blocks import (
+    ATTENTION_NORMALIZATIONS,
     DEFAULT_KERNEL_GROUPS,
     DEFAULT_SCALES,
     RESIZE_MODES,
+    AttentionPool,
     IdentityHead,
     MagnitudeNorm,
     MeanPool,
@@ -23,6 +25,7 @@ from .nets import (
     MIN_SCALE1_MAP_SIZE,
     POOLINGS,
     RESNET_LAYOUTS,
+    AttentionMIL,
     BagNetwork,
     FeatPyra,
     MILNet,
@@ -39,6 +42,7 @@ from .nets import (
 )
 
 __all__ = [
+    "ATTENTION_NORMALIZATIONS",
     "DEFAULT_KERNEL_GROUPS",
     "DEFAULT_SCALES",
     "INPUT_LAYER",
@@ -49,6 +53,8 @@ __all__ = [
     "POOLINGS",
     "RESIZE_MODES",
     "RESNET_LAYOUTS",
+    "AttentionMIL",
+    "AttentionPool",
     "BagNetwork",
     "FeatPyra",
     "IdentityHead",

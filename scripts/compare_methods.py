@@ -52,8 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--datalist", required=True, help="datalist JSON with training, validation and test splits")
     p.add_argument(
         "--methods", nargs="+", required=True, metavar="SPEC",
-        help="method specs in the order of the tables: method names of bundle.methods.METHODS, the groups 'table1' "
-        "and 'aggregation', or name:key=value[,key=value] for a method with config overrides of its own (e.g. "
+        help="method specs in the order of the tables: method names of bundle.methods.METHODS, the groups 'table1', "
+        "'aggregation' and 'attention', or name:key=value[,key=value] for a method with config overrides of its "
+        "own (e.g. "
         "mims_cnn:top_k=3); duplicates are dropped",
     )
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], metavar="SEED",

@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from .case_outputs import heatmap_volume, localize_case
+from .case_outputs import heatmap_volume, instance_score_volume, localize_case
 from .glam import GlobalLocalSaliency
 from .grad_input import INPUT_LAYER, GradientTimesInput, default_layer
 from .handlers import LocalizationWriter, ValidationOverlayLogger
@@ -24,6 +24,7 @@ __all__ = [
     "default_layer",
     "heatmap_auroc",
     "heatmap_volume",
+    "instance_score_volume",
     "key_slice_hit",
     "key_slices",
     "localize_case",

@@ -5,6 +5,8 @@
 - :func:`localize_case`: gradient x input heatmaps (:class:`GradientTimesInput`) and key slices
   (:func:`slice_scores`, :func:`key_slices`) of one bag, as a :class:`CaseLocalization`.
 - :func:`heatmap_volume`: the bag's heatmaps put back into a volume of the original image's shape.
+- :func:`instance_score_volume`: the bag's instance scores (attention weights for attention MIL) as a volume
+  of the original image's shape, one value per slice.
 - :func:`case_overlays`, :func:`case_montage`: the overlay pictures of a case.
 - :func:`case_file_stem`, :func:`unique_stem`: the names of a case's files.
 
@@ -34,6 +36,7 @@ __all__ = [
     "CaseLocalization",
     "localize_case",
     "heatmap_volume",
+    "instance_score_volume",
     "case_overlays",
     "case_montage",
     "case_file_stem",
@@ -57,6 +60,8 @@ class CaseLocalization:
         slice_indices: original slice index of every slice (the bag positions when unknown).
         key_slices: best first, ``{"slice", "position", "score"}`` as :func:`key_slices` gives.
         target: the class the heatmaps explain.
+        scores: the instance score of every slice (:meth:`networks.nets.BagNetwork.instance_scores`: the
+            attention weight for attention MIL), in the order of :attr:`positions`.
     """
 
     heatmaps: np.ndarray
@@ -65,6 +70,7 @@ class CaseLocalization:
     slice_indices: list[int]
     key_slices: list[dict]
     target: int
+    scores: list[float]
 
     def overlay_index(self, position: int) -> int:
         """Index in :attr:`heatmaps` (and in :func:`case_overlays`) of the slice at bag ``position``."""
@@ -124,6 +130,7 @@ def localize_case(
         slice_indices=[int(i) for i in originals],
         key_slices=keys,
         target=target,
+        scores=[float(v) for v in scores[0].cpu()[real]],
     )
 
 
@@ -169,6 +176,40 @@ def heatmap_volume(
         return heat[0]
     volume = np.zeros(shape, dtype=np.float32)
     np.moveaxis(volume, axis, 0)[list(int(i) for i in slice_indices)] = heat  # a view: writes into volume
+    return volume
+
+
+def instance_score_volume(
+    scores: Sequence[float], slice_indices: Sequence[int], spatial_shape: Sequence[int], slice_axis: int = 2
+) -> np.ndarray:
+    """A volume of the original image's shape in which every voxel of an evaluated slice holds that slice's
+    instance score (e.g. its attention weight), so that the scores open as an overlay on the input.
+
+    Args:
+        scores: the ``n`` instance scores.
+        slice_indices: their ``n`` original indices along ``slice_axis``.
+        spatial_shape: the volume's spatial shape (3 values).
+        slice_axis: the spatial axis the bag was cut along.
+
+    Returns:
+        float32 array of ``spatial_shape``; slices that were not evaluated are 0.
+
+    Raises:
+        ValueError: not 3 spatial dims, a different number of scores and indices, or an index out of range.
+    """
+    shape = [int(s) for s in spatial_shape]
+    if len(shape) != 3:
+        raise ValueError(f"instance scores go into a volume: spatial_shape must have 3 values, got {shape}")
+    if len(scores) != len(slice_indices):
+        raise ValueError(f"{len(scores)} instance scores for {len(slice_indices)} slice indices")
+    axis = int(slice_axis) % 3
+    bad = [int(i) for i in slice_indices if not 0 <= int(i) < shape[axis]]
+    if bad:
+        raise ValueError(f"slice indices {bad} out of range for {shape[axis]} slices along axis {axis}")
+    volume = np.zeros(shape, dtype=np.float32)
+    view = np.moveaxis(volume, axis, 0)  # a view: writes into volume
+    for index, score in zip(slice_indices, scores):
+        view[int(index)] = np.float32(score)
     return volume
 
 

@@ -33,6 +33,7 @@ from .case_outputs import (
     case_montage,
     case_overlays,
     heatmap_volume,
+    instance_score_volume,
     localize_case,
     plain_tensor,
     unique_stem,
@@ -98,6 +99,10 @@ class LocalizationWriter:
       heatmap for all channels (gradient x input sums over channels).
     - ``<case>_heatmap.png`` (2-D image inputs such as PNG/JPEG, which have no world coordinates): the
       heatmap as a grey 8-bit image of the input's size.
+    - ``<case>_instance_scores.nii.gz`` (3-D inputs): float32, same shape and affine, every voxel of an
+      evaluated slice holding that slice's instance score (:func:`instance_score_volume`): the attention
+      weight for attention MIL (summing to 1 over the evaluated slices), the score the key slices are
+      ranked by for the other networks.
     - ``<case>_slice<idx>.png``: the overlay ``0.6 R + 0.3 P*`` (:func:`overlay_heatmap`) of every key
       slice, ``idx`` its original index, at the network's input size (what the network saw).
     - ``<case>_montage.png``: the overlays of all evaluated slices (:func:`case_montage`).
@@ -226,6 +231,8 @@ class LocalizationWriter:
                 "the heatmap volume uses the preprocessed affine and the original spatial shape"
             )
         save_nifti(volume, self.output_dir / f"{stem}_heatmap.nii.gz", affine=affine)
+        scores = instance_score_volume(result.scores, result.slice_indices, shape, axis)
+        save_nifti(scores, self.output_dir / f"{stem}_instance_scores.nii.gz", affine=affine)
 
 
 class ValidationOverlayLogger(MLflowRunUser):

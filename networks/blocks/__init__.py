@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from .attention_pool import ATTENTION_NORMALIZATIONS, AttentionPool
 from .identity_head import IdentityHead
 from .magnitude_norm import MagnitudeNorm
 from .mean_pool import MeanPool
@@ -11,9 +12,11 @@ from .topk_pool import TopKPool
 from .trident_conv import TridentConv
 
 __all__ = [
+    "ATTENTION_NORMALIZATIONS",
     "DEFAULT_KERNEL_GROUPS",
     "DEFAULT_SCALES",
     "RESIZE_MODES",
+    "AttentionPool",
     "IdentityHead",
     "MSConv",
     "MagnitudeNorm",

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from .attention_mil import AttentionMIL
 from .backbone import RESNET_LAYOUTS, ResNetBackbone
 from .bag_network import INPUT_LAYER, BagNetwork, target_margin
 from .baselines import FeatPyra, MIPre, MIPreConv, MIPreTrident, ResNet34Scratch, featpyra_name
@@ -26,6 +27,7 @@ __all__ = [
     "MIN_SCALE1_MAP_SIZE",
     "POOLINGS",
     "RESNET_LAYOUTS",
+    "AttentionMIL",
     "BagNetwork",
     "FeatPyra",
     "MILNet",

@@ -48,7 +48,9 @@ def test_third_party_network_trains_evaluates_explains_and_exports(tiny_dataset,
     predictions = json.loads((bundle_root / "eval" / "inference" / "predictions.json").read_text())
     assert len(predictions) == 12
     assert all(len(p["key_slices"]) == 2 and set(p["key_slices"]) <= set(p["slice_indices"]) for p in predictions)
-    assert len(list((bundle_root / "eval" / "inference" / "localization").rglob("*.nii.gz"))) == 12
+    localization = bundle_root / "eval" / "inference" / "localization"
+    assert len(list(localization.rglob("*_heatmap.nii.gz"))) == 12
+    assert len(list(localization.rglob("*_instance_scores.nii.gz"))) == 12
 
     # TorchScript export through the bundle's exporter: the same logits as the checkpoint
     overrides = {k: v for k, v in _overrides(bundle_root, tiny_dataset).items() if k not in ("bundle_root",)}

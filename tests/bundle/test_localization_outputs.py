@@ -107,6 +107,14 @@ def test_inference_localize_writes_aligned_heatmaps(tiny_dataset, bundle_root, r
         assert values[..., 1:7].reshape(-1, 6).any(axis=0).sum() >= 3  # the evaluated ones carry heat
         peaks.append(values.max())
 
+        # one value per evaluated slice: the slice's instance score, the best key slice holding the largest
+        instance = np.asarray(nib.load(out / "localization" / f"{stem}_instance_scores.nii.gz").dataobj)
+        assert instance.shape == (32, 32, 8) and not instance[..., [0, 7]].any()
+        per_slice = instance[0, 0, :]
+        assert np.all(instance == per_slice[None, None, :])
+        assert per_slice[row["key_slices"][0]] == pytest.approx(max(per_slice[1:7]), abs=1e-6)
+        assert per_slice[row["key_slices"][0]] == pytest.approx(scores[0], abs=1e-5)
+
         for index in row["key_slices"]:
             assert _png(out / "localization" / f"{stem}_slice{index}.png") == ("RGB", (32, 32))
         mode, (width, height) = _png(out / "localization" / f"{stem}_montage.png")
@@ -124,7 +132,8 @@ def test_inference_localize_on_2d_images_and_switch_off(tiny_dataset, bundle_roo
     (row,) = json.loads((out / "predictions.json").read_text())
     assert row["key_slices"] == [0] and row["slice_indices"] == [0]
     written = sorted(p.name for p in (out / "localization").iterdir())
-    assert written == ["grey_heatmap.png", "grey_montage.png", "grey_slice0.png"]  # no NIfTI without world coordinates
+    # no NIfTI (heatmap or instance scores) without world coordinates
+    assert written == ["grey_heatmap.png", "grey_montage.png", "grey_slice0.png"]
     assert _png(out / "localization" / "grey_heatmap.png") == ("L", (50, 40))  # the input's size
     assert _png(out / "localization" / "grey_slice0.png") == ("RGB", (32, 32))
 
@@ -210,3 +219,31 @@ def test_localization_writer_names_the_case_in_errors(tmp_path):
         engine.run([[item]], max_epochs=1)
     with pytest.raises(ValueError, match="num_key_slices"):
         LocalizationWriter(tmp_path, num_key_slices=0)
+
+
+def test_attention_mil_localization_writes_its_attention_weights(tiny_dataset, bundle_root):
+    """Attention MIL's key slices and instance-score volume are its attention weights, which sum to 1."""
+    from monai.bundle import ConfigParser
+
+    overlay = CONFIGS / "methods" / "abmil_gated.json"
+    parser = ConfigParser()
+    parser.read_config([str(CONFIGS / "common.json"), str(overlay)])
+    parser.update(TINY)
+    torch.manual_seed(0)
+    network = parser.get_parsed_content("network_def")
+    (bundle_root / "models").mkdir()
+    torch.save(network.state_dict(), bundle_root / "models" / "model.pt")
+    overrides = {"bundle_root": str(bundle_root), "dataset_dir": str(tiny_dataset), **TINY}
+    overrides.update(input=str(tiny_dataset / "images"), localize=True, num_key_slices=2)
+    run_workflow(INFERENCE + ["methods/abmil_gated.json"], "infer", overrides)
+    out = bundle_root / "eval" / "inference"
+    rows = json.loads((out / "predictions.json").read_text())
+    assert len(rows) == 12
+    for row in rows[:3]:
+        stem = Path(row["case"]).name.split(".")[0]
+        per_slice = np.asarray(nib.load(out / "localization" / f"{stem}_instance_scores.nii.gz").dataobj)[0, 0, :]
+        evaluated = row["slice_indices"]
+        assert per_slice[evaluated].sum() == pytest.approx(1.0, abs=1e-5) and (per_slice[evaluated] > 0).all()
+        assert row["key_slices"] == sorted(evaluated, key=lambda i: -per_slice[i])[:2]
+        assert row["key_slice_scores"] == pytest.approx([per_slice[i] for i in row["key_slices"]], abs=1e-5)
+        assert (out / "localization" / f"{stem}_heatmap.nii.gz").is_file()  # gradient x input at backbone.layer2

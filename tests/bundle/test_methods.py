@@ -14,6 +14,7 @@ from bundle.comparison.settings import MANAGED_KEYS
 from bundle.config import merged_config
 from bundle.methods import (
     AGGREGATION_METHODS,
+    ATTENTION_METHODS,
     METHODS,
     METHODS_DIR,
     TABLE1_METHODS,
@@ -28,6 +29,8 @@ from bundle_testing import CONFIGS, TINY, TINY_TRAIN, run_workflow
 
 #: config ids an overlay may set besides ``method_name``, ``network_def`` and ``network_def#<argument>`` overrides
 OVERLAY_EXTRAS = {"top_k", "input_scales", "dilations", "pretrained_weights", "backbone_depth", "feature_stage"}
+#: the attention methods' own settings (width of the embedding and attention layers, weight normalisation)
+OVERLAY_EXTRAS |= {"attention_embedding_dim", "attention_dim", "attention_normalization"}
 
 
 def _network_target(name):
@@ -37,7 +40,7 @@ def _network_target(name):
 
 def test_registry_and_overlay_files_agree():
     assert sorted(p.stem for p in METHODS_DIR.glob("*.json")) == sorted(METHODS)
-    assert set(TABLE1_METHODS) <= set(METHODS)
+    assert set(TABLE1_METHODS) <= set(METHODS) and set(ATTENTION_METHODS) <= set(METHODS)
     assert {spec.split(":")[0] for spec in AGGREGATION_METHODS} <= set(METHODS)
     for name in METHODS:
         overlay = json.loads(method_config(name).read_text())
@@ -45,6 +48,20 @@ def test_registry_and_overlay_files_agree():
         assert _network_target(name).startswith("networks.")
         settings = {key for key in overlay if not key.startswith("network_def#")}
         assert settings - {"method_name", "network_def"} <= OVERLAY_EXTRAS, name
+
+
+def test_attention_group_and_overlays():
+    specs = expand_method_specs(["attention"])
+    assert [s.canonical for s in specs] == ["abmil", "abmil_gated"]
+    assert [s.label for s in specs] == ["Attention MIL", "Gated attention MIL"]
+    for name, gated in (("abmil", False), ("abmil_gated", True)):
+        merged = merged_config([CONFIGS / "common.json", method_config(name)])
+        assert merged["network_def"]["_target_"] == "networks.AttentionMIL"
+        assert merged["network_def"]["gated"] is gated
+        assert merged["network_def"]["attention_normalization"] == "@attention_normalization"
+        assert configured_value(name, "attention_normalization") == "softmax"
+    spec = parse_method_spec("abmil:attention_normalization=squared_average")
+    assert spec.slug == "abmil__attention_normalization-squared_average"
 
 
 def test_unknown_method_lists_the_valid_ones():
@@ -237,6 +254,9 @@ def test_topk_init_decay_reaches_every_method(name, decay, expected):
 
     network, parser = build_network([CONFIGS / "common.json", method_config(name)],
                                     {**TINY, "topk_init_decay": decay})
+    if name in ATTENTION_METHODS:  # no top-k pooling at all
+        assert not any(hasattr(m, "weights") and callable(m.weights) for m in network.modules())
+        return
     if network.pooling == "mean":
         assert not hasattr(network.pool, "weights")
         return
