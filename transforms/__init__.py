@@ -5,7 +5,9 @@
 A typical pipeline (dictionary keys ``"image"``):
 
 ``LoadVolumed -> EnsureChannelsd -> ToBagd -> ResizeSlicesd -> RandSampleSlicesd`` (training) or
-``... -> CentralSlicesd`` (evaluation and inference), giving bags ``[N, C, H, W]``.
+``... -> CentralSlicesd`` (evaluation and inference), giving bags ``[N, C, H, W]``. Large 2-D images become
+bags of patches instead: ``... -> ToBagd -> RandGridPatchBagd -> ResizeSlicesd`` (training) or
+``... -> GridPatchBagd -> ResizeSlicesd`` (evaluation and inference).
 After the network, ``ThresholdDecisiond`` turns class probabilities into the one-hot decision (argmax, or a
 threshold on the positive class).
 """
@@ -29,11 +31,22 @@ from .channels import LUMA_WEIGHTS, EnsureChannels, EnsureChannelsd
 from .decision import ThresholdDecision, ThresholdDecisiond, check_threshold
 from .io import IMAGE_EXTENSIONS, SUPPORTED_EXTENSIONS, VOLUME_EXTENSIONS, LoadVolume, LoadVolumed, natural_sort_key
 from .oct_formats import OCT_EXTENSIONS, OCTReaderMissing
+from .patches import (
+    PATCH_META_KEYS,
+    TISSUE_SIDES,
+    GridPatchBag,
+    GridPatchBagd,
+    RandGridPatchBag,
+    RandGridPatchBagd,
+    patch_locations,
+)
 
 __all__ = [
     "IMAGE_EXTENSIONS",
     "OCT_EXTENSIONS",
     "OCTReaderMissing",
+    "PATCH_META_KEYS",
+    "TISSUE_SIDES",
     "LUMA_WEIGHTS",
     "RESIZE_MODES",
     "SLICE_AXIS_KEY",
@@ -43,8 +56,12 @@ __all__ = [
     "CentralSlicesd",
     "EnsureChannels",
     "EnsureChannelsd",
+    "GridPatchBag",
+    "GridPatchBagd",
     "LoadVolume",
     "LoadVolumed",
+    "RandGridPatchBag",
+    "RandGridPatchBagd",
     "RandSampleSlices",
     "RandSampleSlicesd",
     "ResizeSlices",
@@ -56,4 +73,5 @@ __all__ = [
     "ToBagd",
     "check_threshold",
     "natural_sort_key",
+    "patch_locations",
 ]

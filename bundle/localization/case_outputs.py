@@ -5,6 +5,7 @@
 - :func:`localize_case`: gradient x input heatmaps (:class:`GradientTimesInput`) and key slices
   (:func:`slice_scores`, :func:`key_slices`) of one bag, as a :class:`CaseLocalization`.
 - :func:`heatmap_volume`: the bag's heatmaps put back into a volume of the original image's shape.
+- :func:`paint_patches`: per-patch maps or values of a bag of patches painted back onto the full 2-D image.
 - :func:`instance_score_volume`: the bag's instance scores (attention weights for attention MIL) as a volume
   of the original image's shape, one value per slice.
 - :func:`case_overlays`, :func:`case_montage`: the overlay pictures of a case.
@@ -27,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from transforms.io import SUPPORTED_EXTENSIONS
+from transforms.patches import patch_locations
 
 from .grad_input import GradientTimesInput
 from .overlay import DEFAULT_COLORMAP, montage, overlay_heatmap
@@ -37,6 +39,7 @@ __all__ = [
     "localize_case",
     "heatmap_volume",
     "instance_score_volume",
+    "paint_patches",
     "case_overlays",
     "case_montage",
     "case_file_stem",
@@ -177,6 +180,52 @@ def heatmap_volume(
     volume = np.zeros(shape, dtype=np.float32)
     np.moveaxis(volume, axis, 0)[list(int(i) for i in slice_indices)] = heat  # a view: writes into volume
     return volume
+
+
+def paint_patches(
+    values: np.ndarray | torch.Tensor | Sequence[float],
+    grid_indices: Sequence[int],
+    meta: Any,
+    spatial_shape: Sequence[int],
+) -> np.ndarray:
+    """Paint per-patch maps (or one value per patch) back onto the full 2-D image a bag of patches was cut from.
+
+    Every patch's map is resized (bilinear) from the network's input size to the patch size
+    (``meta["patch_size"]``) and written at the patch's place (:func:`transforms.patch_locations`); where
+    patches overlap the larger value wins; pixels of no kept patch (background patches) are 0.
+
+    Args:
+        values: ``[n, h, w]`` maps, ``[n, h, w, 3]`` RGB maps, or ``[n]`` values (a patch filled with its value).
+        grid_indices: the ``n`` grid indices of the patches (the bag's ``slice_indices``).
+        meta: the bag's metadata (:data:`transforms.PATCH_META_KEYS`).
+        spatial_shape: the image's ``[H, W]``.
+
+    Returns:
+        float32 ``[H, W]`` (``[H, W, 3]`` for RGB maps).
+
+    Raises:
+        ValueError: not a bag of patches, or ``values`` and ``grid_indices`` of different lengths.
+    """
+    array = torch.as_tensor(np.asarray(values, dtype=np.float32))
+    if array.shape[0] != len(grid_indices):
+        raise ValueError(f"{array.shape[0]} patch maps for {len(grid_indices)} grid indices")
+    height, width = (int(v) for v in spatial_shape)
+    size = [int(v) for v in torch.as_tensor(meta["patch_size"]).reshape(-1)[:2]]
+    corners = patch_locations(grid_indices, meta)
+    rgb = array.dim() == 4
+    if array.dim() == 1:
+        maps = array[:, None, None, None].expand(-1, 1, size[0], size[1])
+    else:
+        maps = array.permute(0, 3, 1, 2) if rgb else array[:, None]
+        if list(maps.shape[2:]) != size:
+            maps = F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
+    bottom, right = int(corners[:, 0].max(initial=0)) + size[0], int(corners[:, 1].max(initial=0)) + size[1]
+    canvas = torch.zeros(maps.shape[1], max(height, bottom), max(width, right))
+    for (top, left), patch in zip(corners.tolist(), maps):
+        region = canvas[:, top : top + size[0], left : left + size[1]]
+        torch.maximum(region, patch, out=region)
+    out = canvas[:, :height, :width]
+    return (out.permute(1, 2, 0) if rgb else out[0]).numpy().astype(np.float32)
 
 
 def instance_score_volume(

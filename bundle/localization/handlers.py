@@ -35,11 +35,12 @@ from .case_outputs import (
     heatmap_volume,
     instance_score_volume,
     localize_case,
+    paint_patches,
     plain_tensor,
     unique_stem,
 )
 from .grad_input import GradientTimesInput
-from .overlay import DEFAULT_COLORMAP, heatmap_to_uint8, save_png
+from .overlay import DEFAULT_COLORMAP, heatmap_to_uint8, overlay_heatmap, save_png
 
 __all__ = ["LocalizationWriter", "ValidationOverlayLogger", "check_class_index", "check_num_key_slices"]
 
@@ -103,6 +104,11 @@ class LocalizationWriter:
       evaluated slice holding that slice's instance score (:func:`instance_score_volume`): the attention
       weight for attention MIL (summing to 1 over the evaluated slices), the score the key slices are
       ranked by for the other networks.
+    - bags of patches of a 2-D image (:class:`transforms.GridPatchBagd`): ``<case>_heatmap.png`` with the
+      patches' heatmaps painted back onto the full image (:func:`paint_patches`), ``<case>_instance_scores.png``
+      (every patch filled with its instance score, e.g. its attention weight, scaled so that the largest is
+      255; negative scores 0) and ``<case>_overlay.png`` (the heatmap on the patches as the network saw them,
+      background patches black); key patches are ``<case>_patch<idx>.png``, ``idx`` the grid index.
     - ``<case>_slice<idx>.png``: the overlay ``0.6 R + 0.3 P*`` (:func:`overlay_heatmap`) of every key
       slice, ``idx`` its original index, at the network's input size (what the network saw).
     - ``<case>_montage.png``: the overlays of all evaluated slices (:func:`case_montage`).
@@ -201,15 +207,40 @@ class LocalizationWriter:
         )
         stem = self._unique_stem(case)
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        self._write_heatmap(image, result, stem, case)
+        meta = getattr(image, "meta", None) or {}
+        patches = meta.get("patch_grid") is not None
+        if patches:
+            self._write_patch_images(meta, result, stem, case)
+        else:
+            self._write_heatmap(image, result, stem, case)
         overlays = case_overlays(result, self.colormap)
+        instance = "patch" if patches else "slice"
         for key in result.key_slices:
             overlay = overlays[result.overlay_index(key["position"])]
-            save_png(self.output_dir / f"{stem}_slice{key['slice']}.png", overlay)
+            save_png(self.output_dir / f"{stem}_{instance}{key['slice']}.png", overlay)
         save_png(self.output_dir / f"{stem}_montage.png", case_montage(result, colormap=self.colormap))
         item["key_slices"] = [k["slice"] for k in result.key_slices]
         item["key_slice_scores"] = [k["score"] for k in result.key_slices]
         item["heatmap_class"] = result.target
+
+    def _write_patch_images(self, meta: Mapping, result: CaseLocalization, stem: str, case: str) -> None:
+        """A bag of patches of a 2-D image: heatmap, instance scores and overlay painted onto the full image."""
+        shape = meta.get("spatial_shape")
+        if shape is None:
+            logger.warning(f"{case}: no spatial_shape in the image's meta data, full-image heatmaps not written")
+            return
+        shape = [int(s) for s in np.asarray(plain_tensor(shape)).reshape(-1)]
+        heat = paint_patches(result.heatmaps, result.slice_indices, meta, shape)
+        save_png(self.output_dir / f"{stem}_heatmap.png", heatmap_to_uint8(heat))
+        scores = np.asarray(result.scores, dtype=np.float32)
+        top = float(scores.max(initial=0.0))
+        scaled = np.clip(scores, 0.0, None) * (255.0 / top) if top > 0 else np.zeros_like(scores)
+        save_png(
+            self.output_dir / f"{stem}_instance_scores.png",
+            heatmap_to_uint8(paint_patches(scaled, result.slice_indices, meta, shape)),
+        )
+        background = paint_patches(result.slices, result.slice_indices, meta, shape)
+        save_png(self.output_dir / f"{stem}_overlay.png", overlay_heatmap(background, heat, self.colormap))
 
     def _write_heatmap(self, image: Any, result: CaseLocalization, stem: str, case: str) -> None:
         meta = getattr(image, "meta", None) or {}
