@@ -131,7 +131,14 @@ def test_invalid_arguments(kwargs, message):
         GridPatchBag(**kwargs)
 
 
-@pytest.mark.parametrize("kwargs, message", [({"max_patches": 0}, "max_patches"), ({"max_offset": -1}, "max_offset"), ({"max_offset": (1, 2, 3)}, "max_offset")],)
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"max_patches": 0}, "max_patches"),
+        ({"max_offset": -1}, "max_offset"),
+        ({"max_offset": (1, 2, 3)}, "max_offset"),
+    ],
+)
 def test_invalid_random_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         RandGridPatchBag(4, **kwargs)
