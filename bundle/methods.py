@@ -69,6 +69,7 @@ METHODS: dict[str, str] = {
     "mims_max_inst": "MIMS, max-inst",
     "abmil": "Attention MIL",
     "abmil_gated": "Gated attention MIL",
+    "patch_scoring_attention": "Patch-scoring attention",
 }
 
 #: the rows of the paper's Table 1, in its order
@@ -97,8 +98,9 @@ AGGREGATION_METHODS: tuple[str, ...] = (
     "mims_cnn",
 )
 
-#: the related attention-based methods (Ilse et al., ICML 2018), plain and gated
-ATTENTION_METHODS: tuple[str, ...] = ("abmil", "abmil_gated")
+#: the related attention-based methods: attention MIL (Ilse et al., ICML 2018), plain and gated, and patch scoring
+#: with squared-average attention over the top-scoring instances (Liu et al., 2024)
+ATTENTION_METHODS: tuple[str, ...] = ("abmil", "abmil_gated", "patch_scoring_attention")
 
 
 def method_config(name: str) -> Path:

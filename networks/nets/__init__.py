@@ -17,6 +17,7 @@ from .mil_net import (
     decode_feature_index,
 )
 from .mims_cnn import MIMSCNN
+from .patch_scoring_attention import PatchScoringAttentionMIL
 from .volume_as_bag import VolumeAsBag
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "MIPre",
     "MIPreConv",
     "MIPreTrident",
+    "PatchScoringAttentionMIL",
     "ResNet34Scratch",
     "ResNetBackbone",
     "SmallFeatureMapWarning",

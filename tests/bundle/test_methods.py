@@ -30,7 +30,7 @@ from bundle_testing import CONFIGS, TINY, TINY_TRAIN, run_workflow
 #: config ids an overlay may set besides ``method_name``, ``network_def`` and ``network_def#<argument>`` overrides
 OVERLAY_EXTRAS = {"top_k", "input_scales", "dilations", "pretrained_weights", "backbone_depth", "feature_stage"}
 #: the attention methods' own settings (width of the embedding and attention layers, weight normalisation)
-OVERLAY_EXTRAS |= {"attention_embedding_dim", "attention_dim", "attention_normalization"}
+OVERLAY_EXTRAS |= {"attention_embedding_dim", "attention_dim", "attention_normalization", "num_selected_instances"}
 
 
 def _network_target(name):
@@ -52,14 +52,18 @@ def test_registry_and_overlay_files_agree():
 
 def test_attention_group_and_overlays():
     specs = expand_method_specs(["attention"])
-    assert [s.canonical for s in specs] == ["abmil", "abmil_gated"]
-    assert [s.label for s in specs] == ["Attention MIL", "Gated attention MIL"]
+    assert [s.canonical for s in specs] == ["abmil", "abmil_gated", "patch_scoring_attention"]
+    assert [s.label for s in specs] == ["Attention MIL", "Gated attention MIL", "Patch-scoring attention"]
     for name, gated in (("abmil", False), ("abmil_gated", True)):
         merged = merged_config([CONFIGS / "common.json", method_config(name)])
         assert merged["network_def"]["_target_"] == "networks.AttentionMIL"
         assert merged["network_def"]["gated"] is gated
         assert merged["network_def"]["attention_normalization"] == "@attention_normalization"
         assert configured_value(name, "attention_normalization") == "softmax"
+    merged = merged_config([CONFIGS / "common.json", method_config("patch_scoring_attention")])
+    assert merged["network_def"]["_target_"] == "networks.PatchScoringAttentionMIL"
+    assert configured_value("patch_scoring_attention", "attention_normalization") == "squared_average"
+    assert configured_value("patch_scoring_attention", "num_selected_instances") == 8
     spec = parse_method_spec("abmil:attention_normalization=squared_average")
     assert spec.slug == "abmil__attention_normalization-squared_average"
 
