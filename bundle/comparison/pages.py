@@ -29,7 +29,14 @@ from typing import Any
 from bundle import stats
 from bundle.comparison.records import DEFAULT_RECORDS_DIR, load_records
 from bundle.comparison.settings import DEFAULT_RESULTS_DIR, Settings, settings_key
-from bundle.methods import AGGREGATION_METHODS, TABLE1_METHODS, MethodSpec, expand_method_specs, value_text
+from bundle.methods import (
+    AGGREGATION_METHODS,
+    ATTENTION_METHODS,
+    TABLE1_METHODS,
+    MethodSpec,
+    expand_method_specs,
+    value_text,
+)
 from bundle.reports import LOAD_TOLERANCE, atomic_path, atomic_write, display_path, machine_text, shared_machine
 
 __all__ = [
@@ -58,6 +65,9 @@ REFERENCE_METHOD = "mi_pre_conv"
 AGGREGATION_REFERENCE = "mims_cnn"
 TABLE1_TITLE = "Methods (the paper's Table 1)"
 AGGREGATION_TITLE = "MIL aggregation"
+ATTENTION_TITLE = "Related methods: attention MIL"
+#: the reference row of the attention table
+ATTENTION_REFERENCE = "abmil"
 NOT_RUN = "not run"
 DASH = "–"
 REGENERATE = "python scripts/make_results_pages.py"
@@ -106,13 +116,15 @@ class PageSpec:
 def assign_tables(specs: Sequence[MethodSpec]) -> list[TableSpec]:
     """The tables of an ad-hoc page of ``specs``, in requested order.
 
-    A spec belongs to the Table-1 table and/or the aggregation table by membership in
-    :data:`bundle.methods.TABLE1_METHODS` / :data:`bundle.methods.AGGREGATION_METHODS`. When one of the two
-    holds every member spec, that one table is written; otherwise both, a spec in both appearing in both.
-    Specs in neither go to a third table. The reference rows (MI-Pre-Conv, MIMS) only where the table has them.
+    A spec belongs to the Table-1, the aggregation and/or the attention table by membership in
+    :data:`bundle.methods.TABLE1_METHODS` / :data:`bundle.methods.AGGREGATION_METHODS` /
+    :data:`bundle.methods.ATTENTION_METHODS`. When one of them holds every member spec, that one table is
+    written; otherwise each that holds one, a spec in two appearing in both. Specs in none go to a last table.
+    The reference rows (MI-Pre-Conv, MIMS, attention MIL) only where the table has them.
     """
     groups = [(TABLE1_TITLE, set(TABLE1_METHODS), REFERENCE_METHOD),
-              (AGGREGATION_TITLE, set(AGGREGATION_METHODS), AGGREGATION_REFERENCE)]
+              (AGGREGATION_TITLE, set(AGGREGATION_METHODS), AGGREGATION_REFERENCE),
+              (ATTENTION_TITLE, set(ATTENTION_METHODS), ATTENTION_REFERENCE)]
     members = [s for s in specs if any(s.canonical in g for _, g, _ in groups)]
     whole = next((title for title, g, _ in groups if members and all(s.canonical in g for s in members)), None)
     tables = []

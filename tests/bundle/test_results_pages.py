@@ -144,6 +144,8 @@ def test_rows_without_test_cases_show_the_evaluation_auroc_without_interval():
         (["mims_cnn", "mims_mean"], ["MIL aggregation"]),
         (["mims_cnn:top_k=9"], ["Other method specs"]),
         (["mi_pre", "mims_mean"], ["Methods (the paper's Table 1)", "MIL aggregation"]),
+        (["abmil", "patch_scoring_attention"], ["Related methods: attention MIL"]),
+        (["mi_pre", "abmil_gated"], ["Methods (the paper's Table 1)", "Related methods: attention MIL"]),
     ],
 )
 def test_tables_of_an_ad_hoc_page(methods, titles):
@@ -151,7 +153,8 @@ def test_tables_of_an_ad_hoc_page(methods, titles):
     assert [t.title for t in tables] == titles
     assert {s.canonical for t in tables for s in t.specs} == set(methods)
     assert set(AGGREGATION_METHODS) & set(TABLE1_METHODS) == {"mims_cnn"}
-    references = {"Methods (the paper's Table 1)": "mi_pre_conv", "MIL aggregation": "mims_cnn"}
+    references = {"Methods (the paper's Table 1)": "mi_pre_conv", "MIL aggregation": "mims_cnn",
+                  "Related methods: attention MIL": "abmil"}
     assert [t.reference for t in tables] == [references.get(t) if references.get(t) in methods else None
                                              for t in titles]
 
