@@ -8,7 +8,8 @@ config files and overrides recorded in ``result.json`` (``eval_configs`` and ``o
 Every positive case (label = the class of interest) is preprocessed as the bundle evaluates it, and its lesion
 mask takes the same spatial steps (:mod:`bundle.localization.mask_pipeline`). Then:
 
-- slice scores (:func:`bundle.localization.slice_scores`) rank the slices: key-slice hit at top-k;
+- slice scores (:func:`bundle.localization.slice_scores`) rank the slices: key-slice hit at top-k; the mean score
+  of the lesion slices minus that of the others (``score_gap``, in the JSON: the attention gap of attention MIL);
 - gradient x input heatmaps (:class:`bundle.localization.GradientTimesInput`) at the network's default layer
   and at the input: pointing game and pixel AUROC (:mod:`bundle.localization.metrics`).
 
@@ -43,7 +44,7 @@ from .evaluation_page import (
     tolerance_key,
 )
 from .mask_pipeline import datalist_entry_name, mask_pipeline
-from .metrics import heatmap_auroc, key_slice_hit, lesion_slice_positions, pointing_game_hit
+from .metrics import heatmap_auroc, instance_score_gap, key_slice_hit, lesion_slice_positions, pointing_game_hit
 
 __all__ = [
     "DEFAULT_METHODS",
@@ -128,13 +129,16 @@ def _mean_sd(values: Sequence[float | None]) -> dict[str, Any]:
 
 
 def summarise(cases: Sequence[Mapping[str, Any]], tops: Sequence[int], heatmaps: Sequence[str]) -> dict[str, Any]:
-    """Means over cases: hit rates per top, pointing game and heatmap AUROC per heatmap; counts."""
+    """Means over cases: hit rates per top, pointing game and heatmap AUROC per heatmap, the instance-score gap
+    (when the cases have one); counts."""
     summary: dict[str, Any] = {"n": len(cases)}
     if cases and cases[0].get("hit") is not None:
         summary["hit"] = {str(t): {"hits": sum(bool(c["hit"][str(t)]) for c in cases), "n": len(cases)} for t in tops}
     keys = list(cases[0]["pointing"][heatmaps[0]]) if cases and heatmaps else []
     summary["pointing"] = {h: {k: _mean_sd([c["pointing"][h][k] for c in cases]) for k in keys} for h in heatmaps}
     summary["auroc"] = {h: _mean_sd([c["auroc"][h] for c in cases]) for h in heatmaps}
+    if cases and "score_gap" in cases[0]:
+        summary["score_gap"] = _mean_sd([c["score_gap"] for c in cases])
     if cases and "predicted_positive" in cases[0]:
         summary["predicted_positive"] = sum(bool(c["predicted_positive"]) for c in cases)
     return summary
@@ -220,6 +224,8 @@ def evaluate_method(
         scores, logits = slice_scores(network, x, class_index=settings.target_class)
         heatmaps = {key: e(x, class_index=settings.target_class)[0][0].cpu() for key, e in explainers.items()}
         metrics = case_metrics(stable_ranking(scores[0].cpu()), heatmaps, mask, settings.tops, settings.tolerances)
+        gap = instance_score_gap(scores[0].cpu(), metrics["lesion_positions"])
+        metrics["score_gap"] = None if gap is None else round(gap, 6)
         probability = float(torch.softmax(logits[0].float(), dim=0)[settings.target_class])
         metrics.update({
             "case": name,

@@ -30,6 +30,7 @@ __all__ = [
     "average_precision",
     "dilate_mask",
     "heatmap_auroc",
+    "instance_score_gap",
     "key_slice_hit",
     "lesion_slice_positions",
     "peak_distances",
@@ -96,6 +97,30 @@ def key_slice_hit(ranked_slices: Sequence[int], lesion_slices: Collection[int], 
     if not lesions:
         raise ValueError("lesion_slices is empty: a key-slice hit is undefined without a lesion")
     return any(int(s) in lesions for s in list(ranked_slices)[: int(top)])
+
+
+def instance_score_gap(scores: object, lesion_positions: Collection[int]) -> float | None:
+    """Mean instance score of the lesion instances minus that of the other instances of one bag.
+
+    With attention weights as the scores (attention MIL) this is the "attention gap" between positive and
+    negative instances that Liu et al. (2024) compare between softmax and squared-average attention.
+
+    Args:
+        scores: ``[N]`` instance scores (:func:`bundle.localization.slice_scores`); non-finite ones (padding)
+            are left out.
+        lesion_positions: bag positions of the instances with a lesion (:func:`lesion_slice_positions`).
+
+    Returns:
+        the gap, or None when the bag has no lesion instance or no other instance.
+    """
+    values = _to_numpy(scores, "scores").reshape(-1)
+    finite = np.isfinite(values)
+    lesion = np.zeros(values.shape, dtype=bool)
+    lesion[[int(p) for p in lesion_positions]] = True
+    positive, negative = values[lesion & finite], values[~lesion & finite]
+    if positive.size == 0 or negative.size == 0:
+        return None
+    return float(positive.mean() - negative.mean())
 
 
 def lesion_slice_positions(mask: object) -> list[int]:

@@ -15,6 +15,7 @@ from bundle.localization.metrics import (
     average_precision,
     dilate_mask,
     heatmap_auroc,
+    instance_score_gap,
     key_slice_hit,
     lesion_slice_positions,
     peak_distances,
@@ -49,6 +50,20 @@ def test_key_slice_hit_rejects_bad_top(top):
 def test_key_slice_hit_undefined_without_lesion():
     with pytest.raises(ValueError, match="undefined without a lesion"):
         key_slice_hit([1, 2], set(), 1)
+
+
+@pytest.mark.parametrize(
+    "scores, lesions, expected",
+    [
+        ([0.1, 0.6, 0.2, 0.1], [1], 0.6 - 0.4 / 3),
+        ([0.1, 0.6, 0.2, float("-inf")], [1, 2], 0.4 - 0.1),  # padding (-inf) left out
+        ([0.5, 0.5], [0, 1], None),  # no instance without a lesion
+        ([0.5, 0.5], [], None),
+    ],
+)
+def test_instance_score_gap(scores, lesions, expected):
+    gap = instance_score_gap(torch.tensor(scores), lesions)
+    assert gap == (None if expected is None else pytest.approx(expected))
 
 
 def test_lesion_slice_positions():
