@@ -358,8 +358,8 @@ class GridPatchBagd(MapTransform):
         return d
 
 
-class RandGridPatchBagd(Randomizable, MapTransform):
-    """Dictionary-based version of :class:`RandGridPatchBag`.
+class RandGridPatchBagd(Randomizable, GridPatchBagd):
+    """Dictionary-based version of :class:`RandGridPatchBag` (each call draws a new offset and subset per image).
 
     Args:
         keys: keys of the images.
@@ -400,11 +400,3 @@ class RandGridPatchBagd(Randomizable, MapTransform):
 
     def randomize(self, data: Any = None) -> None:
         """Nothing to draw here: :class:`RandGridPatchBag` draws per image."""
-
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            d[key], indices = self.patcher(d[key])
-            if self.indices_key is not None:
-                d[self.indices_key] = indices
-        return d

@@ -11,7 +11,7 @@ import torch.nn as nn
 
 from networks.blocks.attention_pool import AttentionPool
 from networks.nets.backbone import ResNetBackbone
-from networks.nets.bag_network import BagNetwork
+from networks.nets.bag_network import BagNetwork, check_bag_input
 
 __all__ = ["AttentionMIL"]
 
@@ -92,18 +92,7 @@ class AttentionMIL(BagNetwork):
         self.classifier = nn.Linear(width, num_classes)
 
     def _check_input(self, x: torch.Tensor, mask: Optional[torch.Tensor]) -> None:
-        if x.dim() != 5 or x.shape[2] != self.in_channels:
-            raise ValueError(
-                f"{self.network_name} expects x of shape [B, N, {self.in_channels}, H, W] (a 2-D image is N = 1), "
-                f"got shape {list(x.shape)}."
-            )
-        if mask is not None:
-            bad_shape = mask.dim() != 2 or mask.shape[0] != x.shape[0] or mask.shape[1] != x.shape[1]
-            if mask.dtype != torch.bool or bad_shape:
-                raise ValueError(
-                    f"mask must be a bool tensor of shape [B, N] = {list(x.shape[:2])}, "
-                    f"got {mask.dtype} of shape {list(mask.shape)}."
-                )
+        check_bag_input(x, mask, self.in_channels, self.network_name)
 
     @torch.jit.export
     def instance_embeddings(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:

@@ -9,10 +9,26 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
-__all__ = ["BagNetwork", "INPUT_LAYER", "target_margin"]
+__all__ = ["BagNetwork", "INPUT_LAYER", "check_bag_input", "target_margin"]
 
 #: layer name meaning "the network input itself" (gradient x input on the image)
 INPUT_LAYER = "input"
+
+
+def check_bag_input(x: torch.Tensor, mask: Optional[torch.Tensor], in_channels: int, name: str) -> None:
+    """Raise a ValueError naming network ``name`` unless ``x`` is ``[B, N, in_channels, H, W]`` and ``mask`` is
+    None or a bool ``[B, N]``."""
+    if x.dim() != 5 or x.shape[2] != in_channels:
+        raise ValueError(
+            f"{name} expects x of shape [B, N, {in_channels}, H, W] (a 2-D image is N = 1), got shape {list(x.shape)}."
+        )
+    if mask is not None:
+        bad_shape = mask.dim() != 2 or mask.shape[0] != x.shape[0] or mask.shape[1] != x.shape[1]
+        if mask.dtype != torch.bool or bad_shape:
+            raise ValueError(
+                f"mask must be a bool tensor of shape [B, N] = {list(x.shape[:2])}, "
+                f"got {mask.dtype} of shape {list(mask.shape)}."
+            )
 
 
 def target_margin(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,7 @@ from networks.blocks.msconv import RESIZE_MODES, MSConv, parse_scales, scaled_le
 from networks.blocks.topk_pool import TopKPool
 from networks.blocks.trident_conv import TridentConv
 from networks.nets.backbone import ResNetBackbone
-from networks.nets.bag_network import BagNetwork, target_margin
+from networks.nets.bag_network import BagNetwork, check_bag_input, target_margin
 
 __all__ = [
     "MILNet",
@@ -278,18 +278,7 @@ class MILNet(BagNetwork):
             warnings.warn(message, SmallFeatureMapWarning, stacklevel=3)
 
     def _check_input(self, x: torch.Tensor, mask: Optional[torch.Tensor]) -> None:
-        if x.dim() != 5 or x.shape[2] != self.in_channels:
-            raise ValueError(
-                f"{self.network_name} expects x of shape [B, N, {self.in_channels}, H, W] (a 2-D image is N = 1), "
-                f"got shape {list(x.shape)}."
-            )
-        if mask is not None:
-            bad_shape = mask.dim() != 2 or mask.shape[0] != x.shape[0] or mask.shape[1] != x.shape[1]
-            if mask.dtype != torch.bool or bad_shape:
-                raise ValueError(
-                    f"mask must be a bool tensor of shape [B, N] = {list(x.shape[:2])}, "
-                    f"got {mask.dtype} of shape {list(mask.shape)}."
-                )
+        check_bag_input(x, mask, self.in_channels, self.network_name)
 
     def _branch_maps(self, slices: torch.Tensor) -> List[torch.Tensor]:
         """``[M, C_in, H, W]`` -> one ``[M, C, h_i, w_i]`` per branch (before magnitude normalisation)."""
