@@ -32,8 +32,10 @@ def mask_pipeline(preprocessing: Any) -> Callable[[Mapping[str, Any]], tuple[Any
     ``preprocessing``.
 
     The image goes through ``preprocessing`` unchanged. The mask goes through the spatial steps with the same
-    parameters (loading, bag of slices, central slices, resize with nearest-neighbour instead of the image's
-    mode) and skips the intensity and channel steps; it is then binarised (non-zero in any channel).
+    parameters (loading, bag of slices, central slices, grid patches of a 2-D image, resize with nearest-neighbour
+    instead of the image's mode) and skips the intensity and channel steps; it is then binarised (non-zero in any
+    channel). Grid patches: the mask is cut on the same grid and keeps the patches the image kept (the tissue
+    filter is decided on the image), so that mask patch ``n`` lies under image patch ``n``.
 
     Args:
         preprocessing: the deterministic preprocessing of a config (a ``Compose``, nested ones allowed).
@@ -49,24 +51,44 @@ def mask_pipeline(preprocessing: Any) -> Callable[[Mapping[str, Any]], tuple[Any
     from monai.transforms import MapTransform
     from monai.utils import convert_to_tensor
 
-    from transforms import CentralSlicesd, EnsureChannelsd, LoadVolumed, ResizeSlices, ResizeSlicesd, ToBagd
+    from transforms import (
+        CentralSlicesd,
+        EnsureChannelsd,
+        GridPatchBag,
+        GridPatchBagd,
+        LoadVolumed,
+        ResizeSlices,
+        ResizeSlicesd,
+        ToBagd,
+    )
 
-    steps: list[tuple[Any, Callable[[Any], Any] | None]] = []
+    def same(step: Callable[[Any], Any]) -> Callable[[Any, Mapping[str, Any]], Any]:
+        return lambda mask, data: step(mask)
+
+    def same_patches(t: GridPatchBagd) -> Callable[[Any, Mapping[str, Any]], Any]:
+        grid = GridPatchBag(t.patcher.patch_size, t.patcher.overlap)  # every grid cell, in grid order
+        return lambda mask, data: grid(mask)[0][torch.as_tensor(data[t.indices_key or "slice_indices"])]
+
+    steps: list[tuple[Any, Callable[[Any, Mapping[str, Any]], Any] | None]] = []
     for t in _flatten(preprocessing):
         if isinstance(t, LoadVolumed):
-            steps.append((t, t.loader))
+            steps.append((t, same(t.loader)))
         elif isinstance(t, ToBagd):
-            steps.append((t, t.to_bag))
+            steps.append((t, same(t.to_bag)))
         elif isinstance(t, CentralSlicesd):
-            steps.append((t, t.central))
+            steps.append((t, same(t.central)))
+        elif isinstance(t, GridPatchBagd):
+            if t.indices_key is None:
+                raise ValueError("GridPatchBagd without indices_key: the lesion mask cannot follow its patches")
+            steps.append((t, same_patches(t)))
         elif isinstance(t, ResizeSlicesd):
-            steps.append((t, ResizeSlices(t.resizer.spatial_size, mode="nearest")))
+            steps.append((t, same(ResizeSlices(t.resizer.spatial_size, mode="nearest"))))
         elif isinstance(t, EnsureChannelsd) or (isinstance(t, MapTransform) and "intensity" in type(t).__module__):
             steps.append((t, None))  # intensity and channel steps concern the image only
         else:
             raise ValueError(
                 f"cannot apply the preprocessing step {type(t).__name__} to the lesion mask: only loading, "
-                "ToBagd, CentralSlicesd, ResizeSlicesd and intensity/channel steps are supported"
+                "ToBagd, CentralSlicesd, GridPatchBagd, ResizeSlicesd and intensity/channel steps are supported"
             )
 
     def apply(entry: Mapping[str, Any]) -> tuple[Any, Any, Any]:
@@ -75,7 +97,7 @@ def mask_pipeline(preprocessing: Any) -> Callable[[Mapping[str, Any]], tuple[Any
         for transform, on_mask in steps:
             data = transform(data)
             if on_mask is not None:
-                mask = on_mask(mask)
+                mask = on_mask(mask, data)
             if isinstance(transform, LoadVolumed) and tuple(mask.shape[1:]) != tuple(data["image"].shape[1:]):
                 raise ValueError(
                     f"{entry['mask']}: mask of spatial shape {tuple(mask.shape[1:])} does not match the image "

@@ -58,6 +58,28 @@ def test_mask_pipeline_follows_the_image(tiny_dataset):
         assert 0.0 <= float(image.min()) and float(image.max()) <= 1.0
 
 
+def test_mask_pipeline_follows_grid_patches(tmp_path):
+    """A 2-D image as a bag of patches: the mask is cut on the same grid and keeps the image's patches."""
+    import numpy as np
+    from PIL import Image
+
+    image = np.full((20, 28), 255, dtype=np.uint8)
+    image[4:9, 10:15] = 30  # dark tissue in patch 1 (10 x 10 patches: a 2 x 3 grid)
+    image[12:20, 0:6] = 20  # and in patch 3
+    mask = np.zeros((20, 28), dtype=np.uint8)
+    mask[5:7, 11:13] = 1  # a lesion inside patch 1
+    Image.fromarray(image).save(tmp_path / "slide.png")
+    Image.fromarray(mask).save(tmp_path / "slide_mask.png")
+    configs = [CONFIGS / "common.json", CONFIGS / "evaluate.json", CONFIGS / "datasets" / "patch_bags.json"]
+    overrides = {"patch_size": [10, 10], "tissue_threshold": 0.5, "min_tissue_fraction": 0.2, "bundle_root": str(REPO)}
+    prepare = mask_pipeline(config_parser(configs, overrides).get_parsed_content("preprocessing"))
+    patches, masks, indices = prepare({"image": str(tmp_path / "slide.png"), "mask": str(tmp_path / "slide_mask.png")})
+    assert indices.tolist() == [1, 3] and patches.shape == (2, 1, 10, 10) and masks.shape == (2, 10, 10)
+    expected = torch.zeros(2, 10, 10, dtype=torch.bool)
+    expected[0, 5:7, 1:3] = True  # patch 1 starts at (0, 10); patch 3 (row 1, column 0) has no lesion
+    assert torch.equal(masks, expected)
+
+
 def test_mask_pipeline_rejects_unknown_step():
     from monai.transforms import Compose, RandFlipd
 
