@@ -68,7 +68,7 @@ class AttentionPool(nn.Module):
         self.gated = gated
         self.normalization: str = look_up_option(normalization, ATTENTION_NORMALIZATIONS)
         self.attention_v = nn.Linear(in_features, hidden_features)
-        self.attention_u: Optional[nn.Linear] = nn.Linear(in_features, hidden_features) if gated else None
+        self.attention_u = nn.Linear(in_features, hidden_features) if gated else None
         self.attention_w = nn.Linear(hidden_features, 1)
 
     def _check(self, h: torch.Tensor, mask: Optional[torch.Tensor]) -> None:

@@ -83,7 +83,7 @@ class AttentionMIL(BagNetwork):
         self.num_classes = num_classes
         self.network_name: str = "GatedAttentionMIL" if gated else "AttentionMIL"
         width = self.backbone.out_channels
-        self.embedding: Optional[nn.Sequential] = None
+        self.embedding = None
         if embedding_dim is not None:
             self.embedding = nn.Sequential(nn.Linear(width, embedding_dim), nn.ReLU())
             width = embedding_dim
