@@ -198,8 +198,10 @@ class GridPatchBag(Transform):
             "patch_offset": [int(offset[0]), int(offset[1])],
             "patch_grid": [len(ys), len(xs)],
         }
-        # which pixels of each patch lie inside the image (padding is never tissue)
-        inside_patches = self._grid(offset)(torch.ones((1, *plain.shape[1:]))).as_tensor()[:, 0] > 0.5
+        # which pixels of each patch lie inside the image (padding is never tissue), from the patch corners
+        rows = torch.as_tensor(locations[:, 0])[:, None] + torch.arange(self.patch_size[0])[None, :]
+        cols = torch.as_tensor(locations[:, 1])[:, None] + torch.arange(self.patch_size[1])[None, :]
+        inside_patches = (rows < plain.shape[1])[:, :, None] & (cols < plain.shape[2])[:, None, :]  # [M, p_h, p_w]
         if self.tissue_threshold is None:
             fraction = inside_patches.flatten(1).float().mean(dim=1)
         else:
