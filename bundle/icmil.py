@@ -34,7 +34,6 @@ import json
 import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -204,6 +203,10 @@ class ICMIL:
         self.experiment_name = experiment_name
         self.run_name = run_name or self.output_dir.name
         self.state: dict[str, Any] = {"completed": [], "metrics": {}}
+        self._client: Any = None
+        self._experiment_id: str | None = None
+        self._run_id: str | None = None
+        self._phase_run_id: str | None = None
 
     # ------------------------------------------------------------------------------------------- bookkeeping
 
@@ -350,20 +353,37 @@ class ICMIL:
         return {"embedder_kl": mean_loss, "steps": float(step)}
 
     # --------------------------------------------------------------------------------------------- tracking
+    # An explicit MlflowClient, not mlflow's module-level functions: those would change the process-wide tracking
+    # URI and active run, which the bundle's own MLflow handlers (and anything else in the process) rely on.
 
-    def _log(self, metrics: dict[str, float], step: int) -> None:
+    def _log(self, metrics: dict[str, float], step: int | None = None) -> None:
+        run_id = self._phase_run_id or self._run_id
+        if self._client is None or run_id is None:
+            return
+        for key, value in metrics.items():
+            self._client.log_metric(run_id, key, float(value), step=step or 0)
+
+    def _start_tracking(self) -> None:
         if self.tracking_uri is None:
             return
-        import mlflow
+        from mlflow import MlflowClient
 
-        mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+        self._client = MlflowClient(tracking_uri=self.tracking_uri)
+        experiment = self._client.get_experiment_by_name(self.experiment_name)
+        self._experiment_id = (
+            experiment.experiment_id if experiment else self._client.create_experiment(self.experiment_name)
+        )
+        self._run_id = self._client.create_run(self._experiment_id, run_name=self.run_name).info.run_id
 
-    def _phase_run(self, name: str) -> Any:
-        if self.tracking_uri is None:
-            return nullcontext()
-        import mlflow
+    def _start_phase(self, name: str) -> None:
+        if self._client is not None:
+            tags = {"mlflow.parentRunId": self._run_id}
+            self._phase_run_id = self._client.create_run(self._experiment_id, run_name=name, tags=tags).info.run_id
 
-        return mlflow.start_run(run_name=name, nested=True)
+    def _end_phase(self, status: str) -> None:
+        if self._client is not None and self._phase_run_id is not None:
+            self._client.set_terminated(self._phase_run_id, status=status)
+        self._phase_run_id = None
 
     def run(self) -> dict[str, Any]:
         """Run (or resume) every phase; returns the state: finished phases and their metrics.
@@ -374,31 +394,31 @@ class ICMIL:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self.network.to(self.device)
         self._resume()
-        outer: Any = nullcontext()
-        if self.tracking_uri is not None:
-            import mlflow
-
-            mlflow.set_tracking_uri(self.tracking_uri)
-            mlflow.set_experiment(self.experiment_name)
-            outer = mlflow.start_run(run_name=self.run_name)
-        with outer:
+        self._start_tracking()
+        status = "FAILED"
+        try:
             for name in self.phases():
                 if name in self.state["completed"]:
                     continue
                 round_index, phase = int(name[1 : name.index("_")]), name[name.index("_") + 1 :]
                 logger.info(f"ICMIL: phase {name} ...")
-                with self._phase_run(name):
+                self._start_phase(name)
+                try:
                     metrics = getattr(self, phase)(round_index)
+                except BaseException:
+                    self._end_phase("FAILED")
+                    raise
+                self._end_phase("FINISHED")
                 self._save(name, metrics)
             metrics = self.state["metrics"]
             self.state["val_auroc_before"] = metrics["r0_classifier"]["val_auroc"]
             self.state["val_auroc_after"] = metrics[f"r{self.rounds}_classifier"]["val_auroc"]
             self._save_summary()
-            if self.tracking_uri is not None:
-                import mlflow
-
-                summary = {k: self.state[k] for k in ("val_auroc_before", "val_auroc_after")}
-                mlflow.log_metrics(summary)
+            self._log({k: self.state[k] for k in ("val_auroc_before", "val_auroc_after")})
+            status = "FINISHED"
+        finally:
+            if self._client is not None and self._run_id is not None:
+                self._client.set_terminated(self._run_id, status=status)
         logger.info(
             f"ICMIL: validation AUROC {self.state['val_auroc_before']:.3f} after round 0, "
             f"{self.state['val_auroc_after']:.3f} after round {self.rounds}; model: {self.output_dir / 'model.pt'}"

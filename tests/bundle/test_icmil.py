@@ -92,14 +92,20 @@ def test_phases_are_tracked_as_nested_mlflow_runs(tmp_path):
     from mlflow import MlflowClient
     from monai.utils import path_to_sqlite_uri
 
+    import mlflow
+
     uri = path_to_sqlite_uri(str(tmp_path / "mlruns.db"))
+    before = mlflow.get_tracking_uri()
     _icmil(tmp_path / "out", tracking_uri=uri, experiment_name="icmil_test").run()
+    # no process-wide MLflow state changed: the bundle's own handlers and later runs rely on it
+    assert mlflow.get_tracking_uri() == before and mlflow.active_run() is None
     client = MlflowClient(tracking_uri=uri)
     runs = client.search_runs([client.get_experiment_by_name("icmil_test").experiment_id])
     names = sorted(r.info.run_name for r in runs)
     assert names == sorted(["out", "r0_embed", "r0_classifier", "r1_embedder", "r1_embed", "r1_classifier"])
     parent = next(r for r in runs if r.info.run_name == "out")
     assert {"val_auroc_before", "val_auroc_after"} <= set(parent.data.metrics)
+    assert {r.info.status for r in runs} == {"FINISHED"}
     classifier = next(r for r in runs if r.info.run_name == "r1_classifier")
     assert classifier.data.tags["mlflow.parentRunId"] == parent.info.run_id and "val_auroc" in classifier.data.metrics
 
