@@ -46,12 +46,13 @@ def _row(label: str, summary: Mapping[str, Any] | None, tops: Sequence[int], tol
     """One table row; ``heat`` maps the columns 'layer' and 'input' to the summary's heatmap names."""
     s = summary or {}
     hits = [format_rate(s.get("hit", {}).get(str(t))) for t in tops]
+    gap = format_stat(s.get("score_gap"), True)
     pointing = [format_stat(s.get("pointing", {}).get(heat[c], {}).get(k) if c in heat else None, False)
                 for c in ("layer", "input") for k in tolerances]
     auroc = [format_stat(s.get("auroc", {}).get(heat[c]) if c in heat else None, True) for c in ("layer", "input")]
     n = str(s.get("n", DASH)) if summary else DASH
-    return "| " + " | ".join([label, cells.get("layer", DASH), n, cells.get("classification", DASH), *hits, *pointing,
-                              *auroc]) + " |"
+    return "| " + " | ".join([label, cells.get("layer", DASH), n, cells.get("classification", DASH), *hits, gap,
+                              *pointing, *auroc]) + " |"
 
 
 def render_page(report: Mapping[str, Any]) -> str:
@@ -101,6 +102,11 @@ def render_page(report: Mapping[str, Any]) -> str:
         "networks: each slice's share of the logit margin through its pooled top-k activations; per-slice "
         "networks: the slice's own margin). Equal scores keep bag order, lowest slice first (top-k networks give "
         "0 to slices that supplied no pooled activation).",
+        "- **score gap**: mean score of the lesion slices (or patches) minus that of the other slices of the "
+        "case, by the scores that rank them, mean ± SD over cases. For attention MIL the scores are the attention "
+        "weights (each bag's sum to 1), so this is the attention gap between positive and negative instances that "
+        "Liu et al. (2024) compare between softmax and squared-average attention; between networks with other "
+        "scores only its sign compares.",
         "- **pointing game**: whether the heatmap's maximum over all evaluated slices and pixels lies inside the "
         "lesion mask, or within the tolerance of it (Euclidean distance in pixels, same slice); when several "
         "pixels share the maximum, the fraction of them inside (expected hit under random tie-breaking). Mean "
@@ -118,8 +124,8 @@ def render_page(report: Mapping[str, Any]) -> str:
         "## Results",
         "",
         "| " + " | ".join(["method", "heatmap layer", "n", "classification", *(f"hit@{t}" for t in tops),
-                            *pointing_columns, "heatmap AUROC (layer)", "heatmap AUROC (input)"]) + " |",
-        "|---|---|---|---|" + "---|" * (len(tops) + len(pointing_columns) + 2),
+                            "score gap", *pointing_columns, "heatmap AUROC (layer)", "heatmap AUROC (input)"]) + " |",
+        "|---|---|---|---|" + "---|" * (len(tops) + 1 + len(pointing_columns) + 2),
     ]
     for key, m in methods.items():
         if m is None:

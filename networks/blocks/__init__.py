@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from .attention_pool import ATTENTION_NORMALIZATIONS, AttentionPool
+from .bag_mask import check_bag_mask
 from .identity_head import IdentityHead
 from .magnitude_norm import MagnitudeNorm
 from .mean_pool import MeanPool
@@ -23,6 +24,7 @@ __all__ = [
     "MeanPool",
     "TopKPool",
     "TridentConv",
+    "check_bag_mask",
     "parse_scales",
     "scaled_length",
 ]

@@ -11,6 +11,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from monai.utils import look_up_option
 
+from .bag_mask import check_bag_mask
+
 __all__ = ["ATTENTION_NORMALIZATIONS", "AttentionPool"]
 
 #: how attention scores become weights that sum to 1 over the real instances of a bag
@@ -76,13 +78,7 @@ class AttentionPool(nn.Module):
             raise ValueError(
                 f"AttentionPool expects embeddings of shape [B, N, {self.in_features}], got shape {list(h.shape)}."
             )
-        if mask is not None:
-            bad_shape = mask.dim() != 2 or mask.shape[0] != h.shape[0] or mask.shape[1] != h.shape[1]
-            if mask.dtype != torch.bool or bad_shape:
-                raise ValueError(
-                    f"mask must be a bool tensor of shape [B, N] = {list(h.shape[:2])}, "
-                    f"got {mask.dtype} of shape {list(mask.shape)}."
-                )
+        check_bag_mask(mask, list(h.shape[:2]))
 
     def scores(self, h: torch.Tensor) -> torch.Tensor:
         """

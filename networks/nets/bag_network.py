@@ -9,6 +9,8 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
+from networks.blocks.bag_mask import check_bag_mask
+
 __all__ = ["BagNetwork", "INPUT_LAYER", "check_bag_input", "target_margin"]
 
 #: layer name meaning "the network input itself" (gradient x input on the image)
@@ -22,13 +24,7 @@ def check_bag_input(x: torch.Tensor, mask: Optional[torch.Tensor], in_channels: 
         raise ValueError(
             f"{name} expects x of shape [B, N, {in_channels}, H, W] (a 2-D image is N = 1), got shape {list(x.shape)}."
         )
-    if mask is not None:
-        bad_shape = mask.dim() != 2 or mask.shape[0] != x.shape[0] or mask.shape[1] != x.shape[1]
-        if mask.dtype != torch.bool or bad_shape:
-            raise ValueError(
-                f"mask must be a bool tensor of shape [B, N] = {list(x.shape[:2])}, "
-                f"got {mask.dtype} of shape {list(mask.shape)}."
-            )
+    check_bag_mask(mask, list(x.shape[:2]))
 
 
 def target_margin(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

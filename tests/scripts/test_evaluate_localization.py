@@ -121,10 +121,15 @@ def test_end_to_end_tiny(el, tiny_dataset, tmp_path):
     for row in ("| mims_cnn (tiny) |", "| mims_patchcls (tiny) |", "| mi_pre (not run) |", "| *random* (reference) |",
                 "| *central* (reference) |"):
         assert row in page
-    assert ("hit@1 | hit@3 | pointing game (layer, 0 px) | pointing game (layer, 1 px) | pointing game (input, 0 px) | "
+    assert ("hit@1 | hit@3 | score gap | pointing game (layer, 0 px) | pointing game (layer, 1 px) | pointing game (input, 0 px) | "
             "pointing game (input, 1 px) | heatmap AUROC (layer) | heatmap AUROC (input) |") in page
     header = next(line for line in page.splitlines() if line.startswith("| method"))
     assert all(line.count("|") == header.count("|") for line in page.splitlines() if line.startswith("| "))
+    gap = report["methods"]["mims_cnn"]["summary"]["score_gap"]
+    row = next(line for line in page.splitlines() if line.startswith("| mims_cnn (tiny) |"))
+    gap_cell = row.split(" | ")[header.split(" | ").index("score gap")]
+    assert gap_cell == (f"{gap['mean']:.3f}" + (f" ± {gap['sd']:.3f}" if gap["sd"] is not None else ""))
+    assert "| *random* (reference) | uniform noise (in both) |" in page
     assert "## Notes\n\nA note." in page
     assert f"- Code: {code_text(code_state())}\n" in page
     assert "python scripts/compare_methods.py --dataset-name tiny (test)" in page
