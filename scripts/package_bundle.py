@@ -27,7 +27,7 @@ Examples::
 
     python scripts/package_bundle.py --ckpt models/model.pt --schema meta_schema_20240725.json
     python scripts/package_bundle.py --ckpt runs/<stamp>/model.pt --method mi_pre_conv \\
-        --override 'image_size=[32,32]' --weights-url https://example.org/v0.2.0 --schema meta_schema_20240725.json
+        --override 'image_size=[32,32]' --weights-url https://example.org/v0.3.0 --schema meta_schema_20240725.json
     python scripts/package_bundle.py --check dist/mims_cnn_volume_classification --schema meta_schema_20240725.json
 """
 

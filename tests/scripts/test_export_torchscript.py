@@ -16,6 +16,7 @@ from bundle.export import load_torchscript
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "configs"
+VERSION = json.loads((CONFIGS / "metadata.json").read_text())["version"]
 
 
 @pytest.mark.parametrize("method, network_class", [(None, "MIMSCNN"), ("mi_pre_conv", "MIPreConv")])
@@ -27,7 +28,7 @@ def test_export_matches_the_checkpoint_and_carries_the_config(method, network_cl
     args = ["--ckpt", str(tmp_path / "checkpoint.pt"), "--output", str(tmp_path / "model.ts"),
             "--override", "image_size=[32,32]"] + (["--method", method] if method else [])
     assert export_torchscript.main(args) == 0
-    assert f"({network_class}, bundle 0.2.0" in capsys.readouterr().out
+    assert f"({network_class}, bundle {VERSION}" in capsys.readouterr().out
     module, meta, config = load_torchscript(tmp_path / "model.ts")
     assert meta["version"] == json.loads((CONFIGS / "metadata.json").read_text())["version"]
     assert config["image_size"] == [32, 32] and config["network_def"]["_target_"].endswith(network_class)

@@ -19,6 +19,7 @@ from bundle_testing import TINY, TINY_TRAIN
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA = REPO.parent / "shared" / "reference" / "monai-bundle-meta-schema-20240725.json"
 NAME = "tiny_mims"
+VERSION = json.loads((REPO / "configs" / "metadata.json").read_text())["version"]
 #: TINY is baked into the package (the checkpoint is built with it); TINY_TRAIN goes on the command line
 TRAIN_SETTINGS = {**TINY_TRAIN, "num_overlay_cases": 0, "run_stamp": "r"}
 TRAIN_ARGS = [arg for key, value in TRAIN_SETTINGS.items() for arg in (f"--{key}", str(value))]
@@ -51,7 +52,7 @@ def package(tmp_path_factory):
          "--schema", str(SCHEMA), "--override", *overrides]
     )
     assert status == 0
-    return tmp / "dist" / NAME, tmp / "dist" / f"{NAME}_v0.2.0.zip"
+    return tmp / "dist" / NAME, tmp / "dist" / f"{NAME}_v{VERSION}.zip"
 
 
 def test_zip_layout(package):
@@ -100,7 +101,7 @@ def test_model_ts_carries_metadata_and_inference_config(package):
 
     stage, _ = package
     module, meta, config = load_torchscript(stage / "models" / "model.ts")
-    assert meta["version"] == "0.2.0" and config["image_size"] == [32, 32] and "preprocessing" in config
+    assert meta["version"] == VERSION and config["image_size"] == [32, 32] and "preprocessing" in config
     state = torch.load(stage / "models" / "model.pt", weights_only=True)
     assert set(state) == {k for k in module.state_dict()}
 
@@ -146,7 +147,7 @@ def test_download_from_file_url_and_load(package, tmp_path):
         " 'file': networks.__file__}))\n"
     )
     result = json.loads(_run([sys.executable, "-c", code], tmp_path, bundle_dir / NAME).stdout.strip().splitlines()[-1])
-    assert result["type"] == "MIMSCNN" and result["version"] == "0.2.0" and result["diff"] < 1e-5
+    assert result["type"] == "MIMSCNN" and result["version"] == VERSION and result["diff"] < 1e-5
     assert Path(result["file"]).resolve().is_relative_to((bundle_dir / NAME).resolve())
     expected = torch.load(stage / "models" / "model.pt", weights_only=True)
     loaded = torch.load(bundle_dir / NAME / "models" / "model.pt", weights_only=True)
