@@ -107,6 +107,8 @@ def test_unknown_worker_kind_is_refused():
         workers.worker_main('{"kind": "gpu"}')
 
 
+# slow (default suite under 15 min): a fresh benchmark worker process
+@pytest.mark.slow
 def test_worker_runs_as_a_package_entry_point_in_a_fresh_process():
     spec = {"kind": "backbone", "depth": 10, "feature_stage": 1, "in_channels": 1, "image_size": [16, 16],
             "batch": 2, "iterations": 1, "warmup": 0, "matmul_size": 32, "matmul_repeats": 1}

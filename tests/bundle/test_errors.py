@@ -307,6 +307,8 @@ def test_a_bad_case_found_while_loading_names_the_file_and_keeps_the_traceback(b
     trace.unlink()
 
 
+# slow (default suite under 15 min): a torchrun run of two processes
+@pytest.mark.slow
 def test_torchrun_ranks_and_summary_show_the_line(bad_inputs):
     dataset, root = bad_inputs
     (root / "models" / "model.pt").unlink()

@@ -204,7 +204,10 @@ def _overrides(root, dataset, train=False, **extra):
     return {"bundle_root": str(root), "dataset_dir": str(dataset), **TINY, **(TINY_TRAIN if train else {}), **extra}
 
 
-@pytest.mark.parametrize("name", sorted(METHODS))
+# ResNet34-scratch (the largest network, 21 M parameters) is slow: the default suite stays under 15 min
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n == "resnet34_scratch" else n for n in sorted(METHODS)]
+)
 def test_method_trains_evaluates_infers_and_exports(name, tiny_dataset, bundle_root):
     from monai.bundle import ConfigParser, ckpt_export
 

@@ -49,6 +49,8 @@ def _runs(root):
     return client, runs
 
 
+# slow (default suite under 15 min): two torchrun processes train and evaluate
+@pytest.mark.slow
 def test_two_processes_train_and_evaluate_on_cpu(tiny_dataset, bundle_root, tmp_path):
     # 3 test cases on 2 ranks: a sampler that pads to an even split would evaluate one case twice
     datalist = json.loads((tiny_dataset / "datalist.json").read_text())

@@ -43,7 +43,7 @@ def _vendor_dataset(tiny_dataset, out, write):
 
 @pytest.mark.parametrize("write, suffix", [
     pytest.param(_fds, ".fds", id="topcon-fds"),
-    pytest.param(_vol, ".vol", id="heidelberg-vol"),
+    pytest.param(_vol, ".vol", id="heidelberg-vol", marks=pytest.mark.slow),  # slow: the Topcon case covers the path
 ])
 def test_vendor_files_train_evaluate_infer(tiny_dataset, tmp_path, write, suffix):
     if suffix == ".vol":

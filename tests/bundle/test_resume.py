@@ -97,6 +97,8 @@ def _kill_after(root, dataset, pause_at):
     return child.pid
 
 
+# slow (default suite under 15 min): three training runs, one killed
+@pytest.mark.slow
 def test_sigkill_then_resume_reproduces_the_uninterrupted_run(tiny_dataset, tmp_path):
     killed, straight = tmp_path / "killed", tmp_path / "straight"
     killed.mkdir(), straight.mkdir()

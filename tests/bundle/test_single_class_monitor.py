@@ -121,6 +121,8 @@ def _rank_worker(rank: int, world_size: int, port: int, shards: list, out_dir: s
         json.dump(results, f)
 
 
+# slow (default suite under 15 min): two gloo processes
+@pytest.mark.slow
 def test_two_ranks_decide_on_the_classes_of_both_shards(tmp_path):
     shards = [
         [[[0, 0]], [[1]]],  # each rank sees one class, together two: no warning

@@ -32,6 +32,8 @@ def quick_report(tmp_path_factory) -> str:
     return out.read_text(encoding="utf-8")
 
 
+# slow (default suite under 15 min): runs the quick benchmark (module fixture)
+@pytest.mark.slow
 def test_quick_report_has_machine_versions_and_command(quick_report):
     assert quick_report.startswith("# Performance\n")
     assert re.search(r"^- Date: \d{4}-\d\d-\d\d \d\d:\d\d", quick_report, re.M)
@@ -44,6 +46,8 @@ def test_quick_report_has_machine_versions_and_command(quick_report):
         assert re.search(rf"\b{package} \d+\.\d+", versions), package
 
 
+# slow (default suite under 15 min): runs the quick benchmark (module fixture)
+@pytest.mark.slow
 def test_quick_report_has_every_section_with_numeric_ratios_and_verdicts(quick_report):
     for heading in (
         "## Summary",

@@ -171,6 +171,8 @@ def _mtime(path: Path) -> int | None:
     return path.stat().st_mtime_ns if path.exists() else None
 
 
+# slow (default suite under 15 min): trains two specs in worker processes
+@pytest.mark.slow
 def test_end_to_end_two_specs_then_resumed(tiny_dataset, tmp_path):
     users_model = COMPARE_REPO / "models" / "model.pt"
     users_model_mtime = _mtime(users_model)

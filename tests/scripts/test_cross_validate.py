@@ -69,6 +69,8 @@ def test_invalid_arguments_exit_2(cv, tiny_dataset, tmp_path, capsys, bad, fragm
     assert not (tmp_path / "out" / "runs").exists()
 
 
+# slow (default suite under 15 min): trains four folds in worker processes
+@pytest.mark.slow
 def test_end_to_end_two_folds_then_resumed(tiny_dataset, tmp_path):
     overrides = [f"{k}={json.dumps(v)}" for k, v in {**TINY, **TINY_TRAIN}.items()]
     argv = [sys.executable, str(SCRIPT), "--images-dir", str(tiny_dataset), "--labels-csv",

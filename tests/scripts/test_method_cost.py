@@ -18,6 +18,8 @@ def _run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(COST_SCRIPT), *args], capture_output=True, encoding="utf-8", timeout=600)
 
 
+# slow (default suite under 15 min): measures two methods in subprocesses
+@pytest.mark.slow
 def test_two_methods_measured_relative_to_mi_pre_conv(tmp_path):
     page = tmp_path / "cost.md"
     proc = _run("--methods", "mi_pre_conv", "mims_cnn:top_k=2", "--image-size", "32", "32", "--bag-size", "2",

@@ -106,6 +106,8 @@ def test_model_ts_carries_metadata_and_inference_config(package):
     assert set(state) == {k for k in module.state_dict()}
 
 
+# slow (default suite under 15 min): trains and infers from the unpacked zip in subprocesses
+@pytest.mark.slow
 def test_unpacked_zip_trains_and_infers_from_another_directory(package, tiny_dataset, tmp_path):
     _, archive = package
     zipfile.ZipFile(archive).extractall(tmp_path / "unpacked")
@@ -128,6 +130,8 @@ def test_unpacked_zip_trains_and_infers_from_another_directory(package, tiny_dat
     assert not list(elsewhere.iterdir()), "the run wrote into the working directory"
 
 
+# slow (default suite under 15 min): downloads and loads the package in a subprocess
+@pytest.mark.slow
 def test_download_from_file_url_and_load(package, tmp_path):
     stage, archive = package
     bundle_dir = tmp_path / "downloads"
