@@ -38,7 +38,8 @@ def _png(path: Path) -> tuple[str, tuple[int, int]]:
         return image.mode, image.size
 
 
-@pytest.mark.parametrize("method", [None, pytest.param("abmil_gated", marks=pytest.mark.slow)])  # slow: test_methods covers abmil_gated
+# the gated case is slow (test_methods covers abmil_gated): the default suite stays under 15 min
+@pytest.mark.parametrize("method", [None, pytest.param("abmil_gated", marks=pytest.mark.slow)])
 def test_patch_bags_train_evaluate_infer_and_explain(method, large2d_dataset, bundle_root):
     overlays = PATCHES + ([f"methods/{method}.json"] if method else [])
     train = {**TINY_TRAIN, "run_stamp": "p", "train_batch_size": 2}
