@@ -122,7 +122,8 @@ def test_end_to_end_tiny(el, tiny_dataset, tmp_path):
                 "| *central* (reference) |"):
         assert row in page
     assert ("hit@1 | hit@3 | score gap | pointing game (layer, 0 px) | pointing game (layer, 1 px) | "
-            "pointing game (input, 0 px) | pointing game (input, 1 px) | heatmap AUROC (layer) | heatmap AUROC (input) |") in page
+            "pointing game (input, 0 px) | pointing game (input, 1 px) | heatmap AUROC (layer) | "
+            "heatmap AUROC (input) |") in page
     header = next(line for line in page.splitlines() if line.startswith("| method"))
     assert all(line.count("|") == header.count("|") for line in page.splitlines() if line.startswith("| "))
     gap = report["methods"]["mims_cnn"]["summary"]["score_gap"]
