@@ -20,6 +20,7 @@ from .blocks import (
 from .nets import (
     INPUT_LAYER,
     INSTANCE_AGGREGATIONS,
+    INSTANCE_POOLINGS,
     MIMSCNN,
     MIN_BRANCH_MAP_SIZE,
     MIN_SCALE1_MAP_SIZE,
@@ -48,6 +49,7 @@ __all__ = [
     "DEFAULT_SCALES",
     "INPUT_LAYER",
     "INSTANCE_AGGREGATIONS",
+    "INSTANCE_POOLINGS",
     "MIMSCNN",
     "MIN_BRANCH_MAP_SIZE",
     "MIN_SCALE1_MAP_SIZE",

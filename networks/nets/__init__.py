@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from .attention_mil import AttentionMIL
+from .attention_mil import INSTANCE_POOLINGS, AttentionMIL
 from .backbone import RESNET_LAYOUTS, ResNetBackbone
 from .bag_network import INPUT_LAYER, BagNetwork, target_margin
 from .baselines import FeatPyra, MIPre, MIPreConv, MIPreTrident, ResNet34Scratch, featpyra_name
@@ -23,6 +23,7 @@ from .volume_as_bag import VolumeAsBag
 __all__ = [
     "INPUT_LAYER",
     "INSTANCE_AGGREGATIONS",
+    "INSTANCE_POOLINGS",
     "MIMSCNN",
     "MIN_BRANCH_MAP_SIZE",
     "MIN_SCALE1_MAP_SIZE",

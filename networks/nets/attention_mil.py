@@ -13,7 +13,10 @@ from networks.blocks.attention_pool import AttentionPool
 from networks.nets.backbone import ResNetBackbone
 from networks.nets.bag_network import BagNetwork, check_bag_input
 
-__all__ = ["AttentionMIL"]
+__all__ = ["AttentionMIL", "INSTANCE_POOLINGS"]
+
+#: how an instance's backbone feature map ``[C, h, w]`` becomes one vector ``[C]``
+INSTANCE_POOLINGS = ("mean", "max")
 
 
 class AttentionMIL(BagNetwork):
@@ -22,7 +25,7 @@ class AttentionMIL(BagNetwork):
     (slice or patch) is embedded on its own, attention weights over the instances pool the embeddings into
     one bag embedding, and a linear layer classifies it::
 
-        instance [C, H, W] -- ResNetBackbone -- global average pool -- [Linear -- ReLU] -- h_n [D]
+        instance [C, H, W] -- ResNetBackbone -- global mean (or max) pool -- [Linear -- ReLU] -- h_n [D]
         bag {h_n}          -- AttentionPool (weights a_n) -- z = sum_n a_n h_n -- Linear -- logits
 
     The attention weights ``a_n`` are the instance-level explanation: :meth:`instance_scores` returns them,
@@ -43,9 +46,13 @@ class AttentionMIL(BagNetwork):
         pretrained_weights: torchvision-format ImageNet state dict for the backbone, or ``None``. Defaults to ``None``.
         backbone_max_pool: whether the backbone's stem has its max-pooling (``False`` for small instances).
             Defaults to ``True``.
-        embedding_dim: width ``D`` of a ``Linear`` + ``ReLU`` embedding layer after the global average pooling
+        embedding_dim: width ``D`` of a ``Linear`` + ``ReLU`` embedding layer after the global pooling
             (Ilse et al.'s instance embedding); ``None`` uses the pooled backbone features directly
             (``D = backbone.out_channels``). Defaults to ``None``.
+        instance_pooling: how each instance's feature map becomes one vector: ``"mean"`` (global average
+            pooling, Ilse et al.) or ``"max"`` (the largest value of each channel over the map), which keeps the
+            response to a lesion that covers a small part of the instance from being averaged away with the
+            rest of the map. Defaults to ``"mean"``.
         attention_dim: width of the attention layer. Defaults to 128.
         gated: gated attention. Defaults to False.
         attention_normalization: ``"softmax"`` (Ilse et al.) or ``"squared_average"`` (Liu et al., 2024).
@@ -68,6 +75,7 @@ class AttentionMIL(BagNetwork):
         attention_dim: int = 128,
         gated: bool = False,
         attention_normalization: str = "softmax",
+        instance_pooling: str = "mean",
     ) -> None:
         super().__init__()
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
@@ -76,6 +84,9 @@ class AttentionMIL(BagNetwork):
             isinstance(embedding_dim, bool) or not isinstance(embedding_dim, int) or embedding_dim < 1
         ):
             raise ValueError(f"embedding_dim must be a positive integer or None, got {embedding_dim!r}.")
+        if instance_pooling not in INSTANCE_POOLINGS:
+            raise ValueError(f"instance_pooling must be one of {list(INSTANCE_POOLINGS)}, got {instance_pooling!r}.")
+        self.instance_pooling: str = instance_pooling
         self.backbone = ResNetBackbone(
             in_channels, backbone_depth, feature_stage, pretrained_weights, max_pool=backbone_max_pool
         )
@@ -114,7 +125,8 @@ class AttentionMIL(BagNetwork):
         if mask is not None:
             index = mask.flatten().nonzero().squeeze(1)
             instances = instances.index_select(0, index)
-        h = self.backbone(instances).mean(dim=(2, 3))
+        features = self.backbone(instances)
+        h = features.amax(dim=(2, 3)) if self.instance_pooling == "max" else features.mean(dim=(2, 3))
         if self.embedding is not None:
             h = self.embedding(h)
         if index is not None:

@@ -42,7 +42,7 @@ class PatchScoringAttentionMIL(AttentionMIL):
         attention_normalization: ``"squared_average"`` (Liu et al.) or ``"softmax"``. Defaults to
             ``"squared_average"``.
         in_channels, num_classes, backbone_depth, feature_stage, pretrained_weights, backbone_max_pool,
-        embedding_dim, attention_dim, gated: as for :class:`AttentionMIL`.
+        embedding_dim, attention_dim, gated, instance_pooling: as for :class:`AttentionMIL`.
     """
 
     def __init__(
@@ -58,6 +58,7 @@ class PatchScoringAttentionMIL(AttentionMIL):
         gated: bool = False,
         attention_normalization: str = "squared_average",
         num_selected: int = 8,
+        instance_pooling: str = "mean",
     ) -> None:
         super().__init__(
             in_channels,
@@ -70,6 +71,7 @@ class PatchScoringAttentionMIL(AttentionMIL):
             attention_dim,
             gated,
             attention_normalization,
+            instance_pooling,
         )
         if isinstance(num_selected, bool) or not isinstance(num_selected, int) or num_selected < 1:
             raise ValueError(f"num_selected must be a positive integer, got {num_selected!r}.")

@@ -29,8 +29,10 @@ from bundle_testing import CONFIGS, TINY, TINY_TRAIN, run_workflow
 
 #: config ids an overlay may set besides ``method_name``, ``network_def`` and ``network_def#<argument>`` overrides
 OVERLAY_EXTRAS = {"top_k", "input_scales", "dilations", "pretrained_weights", "backbone_depth", "feature_stage"}
-#: the attention methods' own settings (width of the embedding and attention layers, weight normalisation)
-OVERLAY_EXTRAS |= {"attention_embedding_dim", "attention_dim", "attention_normalization", "num_selected_instances"}
+#: the attention methods' own settings (width of the embedding and attention layers, weight normalisation,
+#: spatial pooling of each instance's map)
+OVERLAY_EXTRAS |= {"attention_embedding_dim", "attention_dim", "attention_normalization", "num_selected_instances",
+                   "attention_instance_pooling"}
 
 
 def _network_target(name):

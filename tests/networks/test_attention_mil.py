@@ -18,6 +18,7 @@ VARIANTS = {
     "gated": {**SMALL, "gated": True},
     "embedded": {**SMALL, "embedding_dim": 24},
     "squared_average": {**SMALL, "attention_normalization": "squared_average"},
+    "max_pooled": {**SMALL, "instance_pooling": "max"},
 }
 NAMES = sorted(VARIANTS)
 
@@ -152,6 +153,22 @@ def test_instance_scores_are_the_attention_weights(normalization):
     assert torch.allclose(net.instance_scores(x, mask)[0], scores)  # the class of interest does not matter
 
 
+@pytest.mark.parametrize("pooling, reduce", [("mean", torch.mean), ("max", torch.amax)])
+def test_instance_pooling_reduces_each_feature_map(pooling, reduce):
+    """Without an embedding layer an instance's embedding is its backbone map reduced over (h, w)."""
+    torch.manual_seed(2)
+    net = AttentionMIL(**{**SMALL, "instance_pooling": pooling}).eval()
+    x = torch.randn(2, 3, 1, 32, 32)
+    mask = torch.tensor([[True] * 3, [True, False, False]])
+    with torch.no_grad():
+        h = net.instance_embeddings(x, mask)
+        maps = net.backbone(x.flatten(0, 1))  # [6, C, 4, 4]
+    expected = reduce(maps, dim=(2, 3)).reshape(2, 3, -1)
+    assert net.instance_pooling == pooling
+    assert torch.allclose(h[0], expected[0], atol=1e-6) and torch.allclose(h[1, 0], expected[1, 0], atol=1e-6)
+    assert torch.count_nonzero(h[1, 1:]) == 0  # padding
+
+
 def test_is_a_bag_network():
     assert isinstance(_build("plain"), BagNetwork)
 
@@ -164,6 +181,7 @@ def test_is_a_bag_network():
         ({"embedding_dim": True}, "embedding_dim"),
         ({"attention_dim": 0}, "hidden_features"),
         ({"attention_normalization": "sparsemax"}, "sparsemax"),
+        ({"instance_pooling": "avg"}, r"instance_pooling must be one of \['mean', 'max'\], got 'avg'"),
         ({"backbone_depth": 11}, "11"),
     ],
 )

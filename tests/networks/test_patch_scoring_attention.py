@@ -69,8 +69,10 @@ def test_padding_changes_nothing_and_chunking_is_exact():
             assert torch.allclose(net.forward_chunked(padded, mask, chunk_size), expected, atol=1e-5)
 
 
-def test_torchscript_round_trip(round_trip):
-    net = _build().eval()
+@pytest.mark.parametrize("instance_pooling", ["mean", "max"])
+def test_torchscript_round_trip(round_trip, instance_pooling):
+    net = _build(instance_pooling=instance_pooling).eval()
+    assert net.instance_pooling == instance_pooling
     scripted = round_trip(net)
     x = torch.randn(2, 4, 1, 32, 32)
     mask = torch.tensor([[True] * 4, [True, True, True, False]])
@@ -80,8 +82,9 @@ def test_torchscript_round_trip(round_trip):
         assert torch.allclose(scripted.attention_weights(x, mask, 0), net.attention_weights(x, mask), atol=1e-6)
 
 
-def test_every_parameter_gets_a_gradient():
-    net = _build(embedding_dim=16)
+@pytest.mark.parametrize("instance_pooling", ["mean", "max"])
+def test_every_parameter_gets_a_gradient(instance_pooling):
+    net = _build(embedding_dim=16, instance_pooling=instance_pooling)
     x = torch.randn(2, 4, 1, 32, 32)
     net(x, torch.tensor([[True] * 4, [True, True, False, False]])).sum().backward()
     for name, p in net.named_parameters():
