@@ -13,7 +13,7 @@ from comparison_testing import fake_record, table
 from bundle import stats
 from bundle.comparison import pages, records
 from bundle.config import REPO
-from bundle.methods import AGGREGATION_METHODS, TABLE1_METHODS, expand_method_specs
+from bundle.methods import AGGREGATION_METHODS, ATTENTION_METHODS, TABLE1_METHODS, expand_method_specs
 
 RESULTS = REPO / "docs" / "results"
 LABELS = [0, 0, 0, 1, 1, 1]
@@ -25,9 +25,14 @@ def _declared():
     return pages.load_page_specs(RESULTS / "pages.json")
 
 
-def test_pages_json_declares_both_comparison_pages():
+def test_pages_json_declares_both_comparison_pages_and_the_attention_page():
     declared = {p.records: p for p in _declared()}
-    assert set(declared) == {"synthetic_oct_hard", "adrenalmnist3d_64"}
+    assert set(declared) == {"synthetic_oct_hard", "adrenalmnist3d_64", "synthetic_large2d_lesion6-9_patches"}
+    attention = declared.pop("synthetic_large2d_lesion6-9_patches")
+    assert attention.seeds == (0, 1, 2) and attention.page == f"{attention.records}.md"
+    assert (RESULTS / attention.notes).is_file()
+    (table,) = attention.tables
+    assert table.reference == "abmil" and {s.name for s in table.specs} <= set(ATTENTION_METHODS)
     for spec in declared.values():
         assert spec.seeds == (0, 1, 2) and spec.page == f"{spec.records}.md"
         assert (RESULTS / spec.notes).is_file()
