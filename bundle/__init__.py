@@ -19,6 +19,7 @@ __all__ = [
     "class_balance",
     "class_names",
     "collate",
+    "command_line",
     "comparison",
     "config",
     "data",

@@ -199,12 +199,7 @@ def check_decision_threshold(setting: Any, num_classes: int) -> Any:
     """
     numeric = isinstance(setting, numbers.Real) and not isinstance(setting, bool)
     if setting is not None and setting != "auto" and not (numeric and 0.0 < setting < 1.0):
-        hint = ""
-        if isinstance(setting, str) and setting.strip().lower() in ("null", "none", ""):
-            hint = " (a string: on the command line, argmax is --decision_threshold None)"
-        raise ValueError(
-            f"decision_threshold must be 'auto', null (argmax) or a number in (0, 1), got {setting!r}{hint}"
-        )
+        raise ValueError(f"decision_threshold must be 'auto', null (argmax) or a number in (0, 1), got {setting!r}")
     if numeric and int(num_classes) > 2:
         raise ValueError(
             f"decision_threshold {setting} applies to binary tasks only; num_classes is {num_classes}: "

@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from bundle import stats
+from bundle.command_line import check_command_line
 
 __all__ = ["ICMIL", "ICMIL_PHASES", "cached_bags", "load_initial_weights", "pad_embeddings"]
 
@@ -391,6 +392,7 @@ class ICMIL:
         The summary ``val_auroc_before`` (round 0) and ``val_auroc_after`` (the last round) is logged and kept
         in the state.
         """
+        check_command_line()  # ICMIL has no pre-flight: a --key null is reported here, before any work
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self.network.to(self.device)
         self._resume()

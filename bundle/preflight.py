@@ -17,7 +17,9 @@ builds the datasets it checks, before the pre-flight when called before ``run()`
   shapes (:func:`checkpoint_problems`);
 - **the output folders**: writable, or creatable (:func:`output_problems`); nothing is left behind;
 - **config values** that are otherwise checked late (:func:`option_problems`), and the ``localization_layer``
-  (:func:`layer_problems`).
+  (:func:`layer_problems`);
+- **the command line**: a ``--key null`` that MONAI's command line would pass on as the text ``'null'``
+  (:func:`bundle.command_line.null_text_problems`), first and alone: it explains the late problems it causes.
 
 Every problem is one line naming the file (or config key), the problem and the fix; all are reported at once
 in one :class:`bundle.errors.PreflightError` (one line each, then a summary). Data problems are warnings
@@ -36,6 +38,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from bundle.command_line import check_command_line
 from bundle.config import as_bool
 from bundle.errors import PreflightError
 from transforms.io import IMAGE_EXTENSIONS, SUPPORTED_EXTENSIONS, VOLUME_EXTENSIONS, file_suffix
@@ -498,6 +501,7 @@ def preflight(
     switches = {"allow_single_class": allow_single_class, "skip_bad_cases": skip_bad_cases, "fail_fast": fail_fast}
     options = {**switches, "num_classes": num_classes, "in_channels": in_channels, "spatial_dims": spatial_dims,
                **dict(options or {})}
+    check_command_line()  # a --key null explains the late problems it would cause: it alone is reported
     problems = option_problems(options)
     if option_problems({key: options[key] for key in (*switches, "num_classes", "in_channels", "spatial_dims")}):
         raise PreflightError(problems)  # the data checks need these values

@@ -47,12 +47,12 @@ __all__ = [
 REPO = Path(__file__).resolve().parents[1]
 
 
-#: tracked paths whose uncommitted changes cannot change a run (git pathspecs): documentation and tests
 #: seconds between two samples of the load average (:class:`LoadSampler`)
 LOAD_INTERVAL_S = 15.0
 #: a run that keeps every core busy makes a 1-minute load of about its usable cores by itself; its timings count
 #: as clean up to this much more than that (other work on the machine shows as load above it)
 LOAD_TOLERANCE = 0.5
+#: tracked paths whose uncommitted changes cannot change a run (git pathspecs): documentation and tests
 NOT_RUN_PATHS = (":(exclude)docs", ":(exclude)tests", ":(exclude)*.md")
 
 

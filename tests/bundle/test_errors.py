@@ -241,6 +241,8 @@ def test_preflight_lists_every_problem_of_an_evaluation(bad_inputs):
                      "'training', 'validation']"),
         ("corrupt checkpoint", "error: {root}/models/model.pt: checkpoint cannot be read as a weights-only PyTorch "
                                "file (ckpt_path): "),
+        ("null text", "error: command line --decision_threshold null: MONAI's command line passes 'null' on as text, "
+                      "not as null; write --decision_threshold None for no value"),
     ],
 )
 def test_evaluation_ends_with_one_readable_line(bad_inputs, case, last):
@@ -250,6 +252,8 @@ def test_evaluation_ends_with_one_readable_line(bad_inputs, case, last):
         overrides["datalist"] = str(dataset / "none.json")
     elif case == "no split":
         overrides["eval_split"] = "holdout"
+    elif case == "null text":
+        overrides["decision_threshold"] = "null"
     else:
         checkpoint = root / "models" / "model.pt"
         checkpoint.write_bytes(checkpoint.read_bytes()[:1000])

@@ -88,6 +88,17 @@ def test_run_resumes_after_the_last_finished_phase(tmp_path):
         _icmil(tmp_path, rounds=0).run()  # a state from a longer run does not fit a shorter one
 
 
+def test_a_null_text_on_the_command_line_stops_before_any_work(tmp_path, monkeypatch):
+    from bundle.errors import PreflightError
+
+    main = str(tmp_path / "monai" / "bundle" / "__main__.py")
+    monkeypatch.setattr("sys.argv", [main, "run", "--icmil_tracking_uri", "null"])
+    with pytest.raises(PreflightError, match="^command line --icmil_tracking_uri null: .* write --icmil_tracking_uri "
+                                             "None for no value$"):
+        _icmil(tmp_path / "icmil").run()
+    assert not (tmp_path / "icmil").exists()
+
+
 def test_phases_are_tracked_as_nested_mlflow_runs(tmp_path):
     from mlflow import MlflowClient
     from monai.utils import path_to_sqlite_uri
