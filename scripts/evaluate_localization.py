@@ -103,9 +103,15 @@ def _check_name(name: str) -> str:
     return name
 
 
+def _absolute(path: str) -> Path:
+    """``path`` made absolute without resolving symbolic links: a run folder or datalist reached through a link
+    inside the repository (``runs/``, ``data/``) keeps its repository-relative name on the page."""
+    return Path(os.path.abspath(Path(path).expanduser()))
+
+
 def validate_arguments(args: argparse.Namespace, argv: Sequence[str]) -> Settings:
     """Check every argument before any work; ValueError naming the problem."""
-    run_root = Path(args.run_root).expanduser().resolve()
+    run_root = _absolute(args.run_root)
     if not run_root.is_dir():
         raise ValueError(f"--run-root {args.run_root!r} is not a folder")
     methods = list(dict.fromkeys(_check_name(m) for m in args.methods))
@@ -121,7 +127,7 @@ def validate_arguments(args: argparse.Namespace, argv: Sequence[str]) -> Setting
         raise ValueError(f"--max-cases must be >= 1, got {args.max_cases}")
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
-    datalist = Path(args.datalist).expanduser().resolve() if args.datalist else None
+    datalist = _absolute(args.datalist) if args.datalist else None
     if datalist is not None and not datalist.is_file():
         raise ValueError(f"--datalist {args.datalist!r} does not exist")
     notes = Path(args.notes).expanduser().resolve() if args.notes else None

@@ -191,7 +191,8 @@ class Settings:
 
 
 def _preprocessing_summary(parser: Any) -> dict[str, Any]:
-    keys = ("image_size", "eval_num_slices", "slice_axis", "in_channels")
+    keys = ("image_size", "eval_num_slices", "slice_axis", "in_channels", "patch_size", "patch_overlap",
+            "tissue_threshold", "tissue_side", "min_tissue_fraction")
     return {k: parser.get_parsed_content(k) for k in keys if k in parser}
 
 

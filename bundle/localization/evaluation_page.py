@@ -42,17 +42,33 @@ def format_stat(stat: Mapping[str, Any] | None, sd: bool) -> str:
 
 
 def _row(label: str, summary: Mapping[str, Any] | None, tops: Sequence[int], tolerances: Sequence[str],
-         cells: Mapping[str, str], heat: Mapping[str, str]) -> str:
-    """One table row; ``heat`` maps the columns 'layer' and 'input' to the summary's heatmap names."""
+         cells: Mapping[str, str], heat: Mapping[str, str], with_gap: bool = True) -> str:
+    """One table row; ``heat`` maps the columns 'layer' and 'input' to the summary's heatmap names; ``with_gap``:
+    the score-gap column (reports from before it have none)."""
     s = summary or {}
     hits = [format_rate(s.get("hit", {}).get(str(t))) for t in tops]
-    gap = format_stat(s.get("score_gap"), True)
+    gap = [format_stat(s.get("score_gap"), True)] if with_gap else []
     pointing = [format_stat(s.get("pointing", {}).get(heat[c], {}).get(k) if c in heat else None, False)
                 for c in ("layer", "input") for k in tolerances]
     auroc = [format_stat(s.get("auroc", {}).get(heat[c]) if c in heat else None, True) for c in ("layer", "input")]
     n = str(s.get("n", DASH)) if summary else DASH
-    return "| " + " | ".join([label, cells.get("layer", DASH), n, cells.get("classification", DASH), *hits, gap,
+    return "| " + " | ".join([label, cells.get("layer", DASH), n, cells.get("classification", DASH), *hits, *gap,
                               *pointing, *auroc]) + " |"
+
+
+def _slice_text(pre: Mapping[str, Any]) -> str:
+    return (f"slices `{pre.get('image_size')}` (h, w), the central {pre.get('eval_num_slices')} slices along "
+            f"spatial axis {pre.get('slice_axis')}")
+
+
+def _patch_text(pre: Mapping[str, Any]) -> str:
+    """The patch tiling of a patch-bag run (``configs/datasets/patch_bags.json``)."""
+    threshold = pre.get("tissue_threshold")
+    kept = ("every patch of the grid" if threshold is None else
+            f"the patches with at least {pre.get('min_tissue_fraction')} of their pixels {pre.get('tissue_side')} "
+            f"{threshold} (tissue)")
+    return (f"each image tiled into patches `{pre.get('patch_size')}` (h, w; overlap {pre.get('patch_overlap', 0)}), "
+            f"{kept}, each resized to `{pre.get('image_size')}`")
 
 
 def render_page(report: Mapping[str, Any]) -> str:
@@ -65,6 +81,10 @@ def render_page(report: Mapping[str, Any]) -> str:
     pre = first["preprocessing"] if first else {}
     tolerances = [tolerance_key(t) for t in s["tolerance_px"]]
     pointing_columns = [f"pointing game ({c}, {k} px)" for c in ("layer", "input") for k in tolerances]
+    summaries = [m["summary"] for m in methods.values() if m is not None]
+    summaries += [r["summary"] for r in report["references"].values()] if report["references"] else []
+    with_gap = any("score_gap" in summary for summary in summaries)
+    gap_columns = ["score gap"] if with_gap else []
     lines = [
         f"# Localization quality: {report['dataset']}",
         "",
@@ -81,13 +101,11 @@ def render_page(report: Mapping[str, Any]) -> str:
     ]
     if training_commands:
         lines.append("- Runs trained by: " + "; ".join(f"`{c}`" for c in training_commands))
+    patches = "patch_size" in pre
     if pre:
-        lines.append(
-            f"- Preprocessing (of the runs; the reference rows use that of `{first['method']}`): slices "
-            f"`{pre.get('image_size')}` (h, w), the central {pre.get('eval_num_slices')} slices along spatial axis "
-            f"{pre.get('slice_axis')}; the mask takes the same spatial steps with nearest-neighbour resizing and is "
-            "binarised (non-zero = lesion)"
-        )
+        lines.append(f"- Preprocessing (of the runs; the reference rows use that of `{first['method']}`): "
+                     + (_patch_text(pre) if patches else _slice_text(pre)) + "; the mask takes the same spatial steps "
+                     "with nearest-neighbour resizing and is binarised (non-zero = lesion)")
     lines += [
         f"- Class of interest: {s['target_class']} (`{s.get('class_name') or s['target_class']}`); pointing-game "
         f"tolerances: {', '.join(tolerances)} px; reference seed: {s['baseline_seed']}",
@@ -95,18 +113,21 @@ def render_page(report: Mapping[str, Any]) -> str:
         "## Metrics",
         "",
         "Computed on every positive case of the split whose evaluated (central, resized) slices hold a lesion "
-        "pixel, at the resolution the network sees.",
+        "pixel, at the resolution the network sees."
+        + (" The runs read 2-D images as bags of patches: each patch is an instance, so read *patch* for *slice* "
+           "below (key patches, lesion patches; the pointing game's 'same slice' is the same patch)." if patches
+           else ""),
         "",
         "- **hit@k** (key-slice hit rate): fraction of cases where at least one of the k best-ranked slices holds a "
         "lesion. Slices are ranked by `bundle.localization.slice_scores` for the class of interest (embedding "
         "networks: each slice's share of the logit margin through its pooled top-k activations; per-slice "
         "networks: the slice's own margin). Equal scores keep bag order, lowest slice first (top-k networks give "
         "0 to slices that supplied no pooled activation).",
-        "- **score gap**: mean score of the lesion slices (or patches) minus that of the other slices of the "
+        *(["- **score gap**: mean score of the lesion slices (or patches) minus that of the other slices of the "
         "case, by the scores that rank them, mean ± SD over cases. For attention MIL the scores are the attention "
         "weights (each bag's sum to 1), so this is the attention gap between positive and negative instances that "
         "Liu et al. (2024) compare between softmax and squared-average attention; between networks with other "
-        "scores only its sign compares.",
+        "scores only its sign compares."] if with_gap else []),
         "- **pointing game**: whether the heatmap's maximum over all evaluated slices and pixels lies inside the "
         "lesion mask, or within the tolerance of it (Euclidean distance in pixels, same slice); when several "
         "pixels share the maximum, the fraction of them inside (expected hit under random tie-breaking). Mean "
@@ -124,12 +145,12 @@ def render_page(report: Mapping[str, Any]) -> str:
         "## Results",
         "",
         "| " + " | ".join(["method", "heatmap layer", "n", "classification", *(f"hit@{t}" for t in tops),
-                            "score gap", *pointing_columns, "heatmap AUROC (layer)", "heatmap AUROC (input)"]) + " |",
-        "|---|---|---|---|" + "---|" * (len(tops) + 1 + len(pointing_columns) + 2),
+                            *gap_columns, *pointing_columns, "heatmap AUROC (layer)", "heatmap AUROC (input)"]) + " |",
+        "|---|---|---|---|" + "---|" * (len(tops) + len(gap_columns) + len(pointing_columns) + 2),
     ]
     for key, m in methods.items():
         if m is None:
-            lines.append(_row(f"{key} (not run)", None, tops, tolerances, {}, {}))
+            lines.append(_row(f"{key} (not run)", None, tops, tolerances, {}, {}, with_gap))
             continue
         summary = m["summary"]
         classification = DASH
@@ -140,12 +161,12 @@ def render_page(report: Mapping[str, Any]) -> str:
         layer = m["layers"].get("layer", DASH)
         heat = {c: c for c in m["layers"]}
         cells = {"layer": f"`{layer}`", "classification": classification}
-        lines.append(_row(m["display_name"], summary, tops, tolerances, cells, heat))
+        lines.append(_row(m["display_name"], summary, tops, tolerances, cells, heat, with_gap))
     refs = report["references"]
     if refs:
         lines.append(_row("*random* (reference)", refs[RANDOM_ROW]["summary"], tops, tolerances,
-                          {"layer": "uniform noise (in both)"}, {"layer": "random", "input": "random"}))
-        lines.append(_row("*central* (reference)", refs[CENTRAL_ROW]["summary"], tops, tolerances, {}, {}))
+                          {"layer": "uniform noise (in both)"}, {"layer": "random", "input": "random"}, with_gap))
+        lines.append(_row("*central* (reference)", refs[CENTRAL_ROW]["summary"], tops, tolerances, {}, {}, with_gap))
     lines.append("")
     skipped = {m["display_name"]: len(m["skipped_no_lesion"]) for m in methods.values() if m and m["skipped_no_lesion"]}
     if skipped:

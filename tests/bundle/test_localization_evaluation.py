@@ -13,10 +13,14 @@ import torch
 from bundle.config import CONFIGS, REPO, config_parser
 from bundle.localization.compared_runs import RunInfo, find_runs, runs_datalist
 from bundle.localization.evaluation import case_metrics, central_ranking, stable_ranking, summarise
-from bundle.localization.evaluation_page import compact_json, format_rate, format_stat, tolerance_key
+from bundle.localization.evaluation_page import compact_json, format_rate, format_stat, render_page, tolerance_key
 from bundle.localization.mask_pipeline import datalist_entry_name, mask_pipeline
 
 __all__: list[str] = []
+
+RESULTS = REPO / "docs" / "results"
+#: the committed localization pages, each written with its JSON (every case's numbers) beside it
+LOCALIZATION_PAGES = sorted(p for p in RESULTS.glob("localization*.md") if p.with_suffix(".json").is_file())
 
 
 @pytest.mark.parametrize(
@@ -155,3 +159,46 @@ def test_case_metrics_and_summary_exact():
     assert format_rate(summary["hit"]["1"]) == "0.500 (1/2)" and format_rate(None) == "–"
     assert format_stat(summary["auroc"]["layer"], True) == "0.500 ± 0.707"
     assert format_stat(summary["auroc"]["layer"], False) == "0.500" and format_stat({"mean": None}, True) == "–"
+
+
+def test_localization_pages_are_declared():
+    assert {p.name for p in LOCALIZATION_PAGES} >= {"localization.md", "localization_large2d_lesion6-9.md"}
+
+
+@pytest.mark.parametrize("page", LOCALIZATION_PAGES, ids=lambda p: p.name)
+def test_committed_localization_pages_equal_their_json(page):
+    """A page is what its JSON gives: a change of the page's layout regenerates every page (or keeps old reports
+    as they were, like the score-gap column a report from before it does not have)."""
+    report = json.loads(page.with_suffix(".json").read_text(encoding="utf-8"))
+    assert page.read_text(encoding="utf-8") == render_page(report)
+
+
+def _preprocessing_line(report: dict) -> str:
+    return next(line for line in render_page(report).splitlines() if line.startswith("- Preprocessing"))
+
+
+def test_page_describes_patch_bags_and_volumes_in_their_own_words():
+    report = json.loads((RESULTS / "localization.json").read_text(encoding="utf-8"))
+    assert _preprocessing_line(report) == (
+        "- Preprocessing (of the runs; the reference rows use that of `mims_cnn`): slices `[64, 96]` (h, w), the "
+        "central 30 slices along spatial axis 2; the mask takes the same spatial steps with nearest-neighbour "
+        "resizing and is binarised (non-zero = lesion)")
+    first = next(m for m in report["methods"].values() if m is not None)
+    first["preprocessing"].update(image_size=[64, 64], patch_size=[64, 64], patch_overlap=0.0, tissue_threshold=None)
+    assert _preprocessing_line(report) == (
+        "- Preprocessing (of the runs; the reference rows use that of `mims_cnn`): each image tiled into patches "
+        "`[64, 64]` (h, w; overlap 0.0), every patch of the grid, each resized to `[64, 64]`; the mask takes the "
+        "same spatial steps with nearest-neighbour resizing and is binarised (non-zero = lesion)")
+    assert "read *patch* for *slice*" in render_page(report)
+    first["preprocessing"].update(tissue_threshold=0.8, tissue_side="below", min_tissue_fraction=0.5)
+    assert "`[64, 64]` (h, w; overlap 0.0), the patches with at least 0.5 of their pixels below 0.8 (tissue), " \
+        in _preprocessing_line(report)
+
+
+def test_score_gap_column_only_where_the_report_has_it():
+    old = json.loads((RESULTS / "localization.json").read_text(encoding="utf-8"))
+    new = json.loads((RESULTS / "localization_large2d_lesion6-9.json").read_text(encoding="utf-8"))
+    assert "score gap" not in render_page(old) and "| score gap |" in render_page(new)
+    header = next(line for line in render_page(old).splitlines() if line.startswith("| method |"))
+    separator = next(line for line in render_page(old).splitlines() if line.startswith("|---|"))
+    assert header.count("|") == separator.count("|")
