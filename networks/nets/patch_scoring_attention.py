@@ -106,9 +106,13 @@ class PatchScoringAttentionMIL(AttentionMIL):
         """
         present = torch.ones_like(scores, dtype=torch.bool) if mask is None else mask
         ranked = torch.where(present, scores, torch.full_like(scores, float("-inf")))
-        k = min(self.num_selected, int(scores.shape[1]))
-        top = torch.topk(ranked, k, dim=1).indices
-        chosen = torch.zeros_like(present).scatter(1, top, torch.ones_like(top, dtype=torch.bool))
+        # num_selected columns of -inf behind the bag: top-k with a constant k for any bag length N (a k computed
+        # from N would be frozen to the example's N by a traced export, e.g. ONNX); they are never kept
+        filler = torch.full((scores.shape[0], self.num_selected), float("-inf"), dtype=scores.dtype,
+                            device=scores.device)
+        top = torch.topk(torch.cat([ranked, filler], dim=1), self.num_selected, dim=1).indices
+        chosen = torch.zeros(top.shape[0], scores.shape[1] + self.num_selected, dtype=torch.bool, device=scores.device)
+        chosen = chosen.scatter(1, top, torch.ones_like(top, dtype=torch.bool))[:, : scores.shape[1]]
         return chosen & present
 
     @torch.jit.export

@@ -99,12 +99,15 @@ def test_bag_model_passes_the_mask_only_with_mask():
     assert BagModel(_MaskRecorder(), with_mask=False)(x, mask).flatten().tolist() == [5.0, 5.0]
 
 
-def test_export_onnx_and_verify_onnx(tmp_path):
+@pytest.mark.parametrize("method", ["mi_pre_conv", "mims_cnn", "abmil", "abmil_gated", "patch_scoring_attention"])
+def test_export_onnx_and_verify_onnx(tmp_path, method):
+    """The paper's networks and the attention networks (softmax and squared-average attention, the top-scoring
+    selection) export to ONNX and give the network's logits, with a padding mask."""
     onnx = pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
     from bundle.export_onnx import verify_onnx
 
-    network, _ = build_network([CONFIGS / "common.json", CONFIGS / "methods" / "mi_pre_conv.json"], SMALL)
+    network, _ = build_network([CONFIGS / "common.json", CONFIGS / "methods" / f"{method}.json"], SMALL)
     network.eval()
     path = export_onnx(network, tmp_path / "sub" / "model.onnx", [1, 4, 1, 32, 32], with_mask=True)
     assert path == Path(tmp_path / "sub" / "model.onnx")

@@ -49,6 +49,31 @@ def test_short_bags_select_all_their_instances():
     assert (weights[0] > 0).all() and (weights[1] > 0).tolist() == [True, False, False]
 
 
+class _AttentionWeights(torch.nn.Module):
+    """The attention weights of the head, as a module to trace."""
+
+    def __init__(self, net: PatchScoringAttentionMIL) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.net.head_from_embeddings(h)[1]
+
+
+def test_a_traced_network_selects_for_every_bag_length():
+    """Tracing (as the ONNX export does) on a bag of 4 keeps the selection right for shorter and longer bags: the
+    number selected is not frozen to min(num_selected, 4)."""
+    net = _build(num_selected=6).eval()
+    torch.manual_seed(1)
+    with torch.no_grad():
+        traced = torch.jit.trace(_AttentionWeights(net), torch.rand(1, 4, net.embedding_dim))
+        for n in (3, 4, 10):
+            h = torch.rand(2, n, net.embedding_dim)
+            selected = (traced(h) > 0).sum(dim=1)
+            assert selected.tolist() == [min(6, n)] * 2
+            assert torch.equal(traced(h), net.head_from_embeddings(h)[1])
+
+
 @pytest.mark.parametrize("num_classes", [1, 2, 3])
 def test_evidence_against_class_zero(num_classes):
     net = _build(num_classes=num_classes)
