@@ -443,7 +443,8 @@ def _header_lines(spec: PageSpec, counted: Sequence[Mapping[str, Any]],
             names = [_record_name(r) for r in counted if json.dumps(r.get("settings"), sort_keys=True) == text]
             lines += [f"> - {_settings_text(json.loads(text))}: {', '.join(names)}"]
         lines += [""]
-    expected = sum(len(t.specs) for t in spec.tables) * len(spec.seeds)
+    # a method in several tables (MIMS-CNN as a reference) is one method with one set of runs
+    expected = len({s.canonical for t in spec.tables for s in t.specs}) * len(spec.seeds)
     lines += [f"Generated from the run records `docs/results/records/{spec.records}/<method>/seed<k>.json` "
               f"({len(counted)} record(s)) by `{REGENERATE}`; do not edit by hand.", ""]
     if not counted:

@@ -25,7 +25,7 @@ def _declared():
     return pages.load_page_specs(RESULTS / "pages.json")
 
 
-def test_pages_json_declares_both_comparison_pages_and_the_attention_page():
+def test_pages_json_declares_both_comparison_pages_and_the_attention_pages():
     declared = {p.records: p for p in _declared()}
     assert set(declared) == {"synthetic_oct_hard", "adrenalmnist3d_64", "synthetic_large2d_lesion6-9_patches"}
     attention = declared.pop("synthetic_large2d_lesion6-9_patches")
@@ -36,10 +36,14 @@ def test_pages_json_declares_both_comparison_pages_and_the_attention_page():
     for spec in declared.values():
         assert spec.seeds == (0, 1, 2) and spec.page == f"{spec.records}.md"
         assert (RESULTS / spec.notes).is_file()
-        methods, aggregation = spec.tables
+        methods, aggregation, attention = spec.tables
         assert [s.canonical for s in methods.specs] == list(TABLE1_METHODS) and methods.reference == "mi_pre_conv"
         assert {s.canonical for s in aggregation.specs} == set(AGGREGATION_METHODS)
         assert aggregation.reference == "mims_cnn"
+        # the related methods against MIMS-CNN: every attention method, with the default settings at least
+        assert {s.canonical for s in attention.specs} >= {*ATTENTION_METHODS, "mims_cnn"}
+        assert {s.name for s in attention.specs} <= {*ATTENTION_METHODS, "mims_cnn"}
+        assert attention.reference == "mims_cnn"
 
 
 @pytest.mark.parametrize("spec", _declared(), ids=lambda s: s.page)
@@ -84,6 +88,14 @@ def test_page_rows_from_hand_made_records():
     assert "- Seeds per row: 0, 1, 2 (4 of 9 runs found)\n" in page
     assert "Warning" not in page and page.endswith("## Discussion\n\nNotes *here*.\n")
     assert page == pages.render_page(spec, list(reversed(found)), notes="Notes *here*.\n")  # deterministic
+
+
+def test_a_method_in_two_tables_counts_its_runs_once():
+    conv, mims = expand_method_specs(["mi_pre_conv", "mims_cnn"])
+    tables = (pages.TableSpec("A", (conv, mims), "mi_pre_conv"), pages.TableSpec("B", (mims,), "mims_cnn"))
+    spec = pages.PageSpec("demo.md", "Demo", "demo", (0, 1, 2), tables)
+    found = [fake_record("demo", s, seed, GOOD) for s in (conv, mims) for seed in (0, 1, 2)]
+    assert "- Seeds per row: 0, 1, 2 (6 of 6 runs found)\n" in pages.render_page(spec, found)
 
 
 def test_a_separated_row_is_flagged_and_ranked():
