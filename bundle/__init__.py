@@ -16,6 +16,7 @@ from typing import Any
 __all__ = [
     "benchmark",
     "case_errors",
+    "checksums",
     "class_balance",
     "class_names",
     "collate",

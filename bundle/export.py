@@ -90,7 +90,7 @@ def export_torchscript(
     """
     from monai.bundle import ckpt_export
 
-    from bundle.zoo_checks import sha256
+    from bundle.checksums import sha256
 
     if not Path(ckpt).is_file():
         raise FileNotFoundError(f"checkpoint not found: {ckpt}")
@@ -140,7 +140,7 @@ def checkpoint_mismatch(archive: str | Path, metadata: Mapping[str, Any], ckpt: 
         a message naming both files and both hashes; None when the archive records no hash (exported before
         this was recorded) or there is no such checkpoint.
     """
-    from bundle.zoo_checks import sha256
+    from bundle.checksums import sha256
 
     ckpt = Path(ckpt) if ckpt is not None else Path(archive).with_name("model.pt")
     recorded = (metadata.get("checkpoint") or {}).get("sha256")

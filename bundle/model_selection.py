@@ -364,7 +364,7 @@ def read_provenance(ckpt_path: str | os.PathLike) -> dict | None:
         the provenance, or None when there is no provenance file, it is not a JSON object, or its ``sha256`` is
         not the checkpoint's (the model was replaced by other means since).
     """
-    from bundle.zoo_checks import sha256
+    from bundle.checksums import sha256
 
     path, ckpt = provenance_path(ckpt_path), Path(ckpt_path)
     if not path.is_file() or not ckpt.is_file():
@@ -484,7 +484,7 @@ def promote_model(
     """
     from bundle.decision import decision_path
     from bundle.reports import atomic_write, code_state
-    from bundle.zoo_checks import sha256
+    from bundle.checksums import sha256
 
     promote = check_promote(promote)
     source, target = Path(source), Path(target)

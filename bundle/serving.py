@@ -158,7 +158,7 @@ def verify_sha256(path: str | os.PathLike, expected: str) -> str:
             both digests.
         FileNotFoundError: ``path`` is not a file.
     """
-    from bundle.zoo_checks import sha256
+    from bundle.checksums import sha256
 
     wanted = check_sha256(expected)
     path = Path(path)

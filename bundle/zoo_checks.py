@@ -19,7 +19,6 @@ Before starting that process, :func:`check_package` warns when the checkpoint th
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -31,6 +30,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from bundle.checksums import sha256
 from bundle.config import build_network
 
 __all__ = [
@@ -40,22 +40,12 @@ __all__ = [
     "Warned",
     "check_package",
     "run_checks",
-    "sha256",
     "source_checkpoint_mismatch",
 ]
 
 
 #: the packages the configs import, copied into the package
 CODE_PACKAGES = ("networks", "transforms", "bundle")
-
-
-def sha256(path: str | Path) -> str:
-    """The SHA-256 hex digest of the file ``path`` (as ``large_files.yml`` states it)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class Warned(str):

@@ -39,10 +39,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from bundle.checksums import sha256
 from bundle.config import REPO, build_network, config_parser, load_weights, merged_config
 from bundle.decision import decision_path, load_decision, save_decision
 from bundle.reports import display_path
-from bundle.zoo_checks import CODE_PACKAGES, check_package, sha256
+from bundle.zoo_checks import CODE_PACKAGES, check_package
 
 __all__ = ["DEFAULT_NAME", "FLAT_CONFIGS", "build_package", "make_package", "write_zip"]
 

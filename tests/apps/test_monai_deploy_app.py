@@ -222,7 +222,7 @@ def test_environment_variables(case, deploy_python):
 def test_model_sha256(case, results, tmp_path, given):
     """``--model-sha256``: the right digest runs as without it; another one stops before the archive is loaded,
     naming the file and both digests; a value that is no digest is refused by the argument parser (exit 2)."""
-    from bundle.zoo_checks import sha256
+    from bundle.checksums import sha256
 
     actual = sha256(case.model)
     digest = {"right": actual, "right_upper_case": actual.upper(), "wrong": "0" * 64, "not_a_digest": "abc"}[given]

@@ -117,7 +117,7 @@ def test_export_onnx_and_verify_onnx(tmp_path, method):
 
 def test_archive_records_its_checkpoint_and_warns_when_model_pt_changes(tmp_path, caplog):
     from bundle.export import checkpoint_mismatch
-    from bundle.zoo_checks import sha256
+    from bundle.checksums import sha256
 
     network, _ = build_network(INFERENCE, SMALL)
     models = tmp_path / "models"

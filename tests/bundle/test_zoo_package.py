@@ -12,6 +12,7 @@ import zipfile
 import pytest
 
 from bundle import zoo_checks, zoo_package
+from bundle.checksums import sha256
 from bundle.config import REPO
 
 #: a small network: building it is all the failing builds below do with torch
@@ -21,7 +22,7 @@ SMALL = {"image_size": [32, 32], "backbone_depth": 10}
 def test_sha256_is_the_digest_of_the_file(tmp_path):
     data = bytes(range(256)) * 5000  # > the 1 MiB read block
     (tmp_path / "w.bin").write_bytes(data)
-    assert zoo_checks.sha256(tmp_path / "w.bin") == hashlib.sha256(data).hexdigest()
+    assert sha256(tmp_path / "w.bin") == hashlib.sha256(data).hexdigest()
 
 
 def test_large_files_yml_has_the_zoo_format(tmp_path):
@@ -161,19 +162,19 @@ def test_package_records_the_checkpoint_it_was_built_from_and_warns_when_it_chan
     source = json.loads((tmp_path / "models" / "model.provenance.json").read_text())
     assert provenance == {
         "model": "model.pt",
-        "sha256": zoo_checks.sha256(stage / "models" / "model.pt"),
-        "built_from": {"path": str(ckpt), "sha256": zoo_checks.sha256(ckpt)},  # outside the repository: absolute
+        "sha256": sha256(stage / "models" / "model.pt"),
+        "built_from": {"path": str(ckpt), "sha256": sha256(ckpt)},  # outside the repository: absolute
         "run_name": "train_x", "metric": {"name": "auroc", "value": 0.9}, "epoch": 4,
         "code": source["code"], "promoted_at": source["promoted_at"],
         "validation": {"split": "validation", "sha256": "v1"},  # no local paths
     }
     assert zoo_checks.CHECKS["checkpoint hashes"](stage) == "model.ts records the sha256 of models/model.pt"
     assert zoo_checks.source_checkpoint_mismatch(stage) is None
-    old = zoo_checks.sha256(ckpt)
+    old = sha256(ckpt)
     torch.save({k: v + 1 for k, v in network.state_dict().items()}, ckpt)  # a newer model promoted since
     assert zoo_checks.source_checkpoint_mismatch(stage) == (
         f"the package {stage} was built from {ckpt} with sha256 {old[:12]}, but {ckpt} now has sha256 "
-        f"{zoo_checks.sha256(ckpt)[:12]}: the package no longer holds that model (build it again to ship the "
+        f"{sha256(ckpt)[:12]}: the package no longer holds that model (build it again to ship the "
         "current one)"
     )
     shutil_copy = (stage / "models" / "model.pt").read_bytes()
