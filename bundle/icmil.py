@@ -20,7 +20,8 @@ linear layer), :class:`ICMIL` runs the phases
 So ``rounds = 1`` gives the validation AUROC before (round 0) and after one coupling round. Each phase is one
 MLflow run nested under the ICMIL run (with ``tracking_uri``); after each phase the network, the cached
 embeddings and ``icmil_state.json`` are saved in ``output_dir``, so that a run started again with the same
-``output_dir`` resumes after the last finished phase.
+``output_dir`` resumes after the last finished phase; the network at the end of each round is also kept as
+``model_r<round>.pt`` (``model_r0.pt``: before any coupling), to evaluate before and after on the test split.
 
 Choices where the description is silent (documented so): the teacher's targets are computed on the same
 (augmented) training bags as the student's inputs, and sharpened (``temperature`` < 1), so that the loss is
@@ -229,6 +230,8 @@ class ICMIL:
         self.state["completed"].append(phase)
         self.state["metrics"][phase] = metrics
         torch.save(self.network.state_dict(), self.output_dir / "model.pt")
+        if phase.endswith("_classifier"):  # a round's model, kept when later rounds change model.pt
+            torch.save(self.network.state_dict(), self.output_dir / f"model_{phase.split('_')[0]}.pt")
         tmp = self.output_dir / (STATE_FILE + ".tmp")
         tmp.write_text(json.dumps(self.state, indent=2) + "\n", encoding="utf-8")
         os.replace(tmp, self.output_dir / STATE_FILE)

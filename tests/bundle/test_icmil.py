@@ -77,12 +77,19 @@ def test_run_resumes_after_the_last_finished_phase(tmp_path):
     assert first["completed"] == ["r0_embed", "r0_classifier"]
     assert first["val_auroc_before"] == first["val_auroc_after"]
     model = torch.load(tmp_path / "model.pt")
+    assert sorted(p.name for p in tmp_path.glob("model*.pt")) == ["model.pt", "model_r0.pt"]
     resumed = _icmil(tmp_path, network=_network(seed=5), rounds=1)
     state = resumed.run()
     assert state["completed"] == ["r0_embed", "r0_classifier", "r1_embedder", "r1_embed", "r1_classifier"]
     assert state["metrics"]["r0_classifier"] == first["metrics"]["r0_classifier"]  # not run again
     assert 0.0 <= state["val_auroc_after"] <= 1.0
     assert set(model) == set(torch.load(tmp_path / "model.pt"))
+    # each round's model is kept: round 0 as it was before the coupling, round 1 as the final model.pt
+    kept = {name: torch.load(tmp_path / f"model_{name}.pt") for name in ("r0", "r1")}
+    assert all(torch.equal(kept["r0"][k], model[k]) for k in model)
+    final = torch.load(tmp_path / "model.pt")
+    assert all(torch.equal(kept["r1"][k], final[k]) for k in final)
+    assert not all(torch.equal(kept["r0"][k], final[k]) for k in final)
     assert json.loads((tmp_path / "icmil_state.json").read_text())["completed"] == state["completed"]
     with pytest.raises(ValueError, match="not a start of this run's"):
         _icmil(tmp_path, rounds=0).run()  # a state from a longer run does not fit a shorter one
