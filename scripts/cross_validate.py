@@ -22,8 +22,10 @@ import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from bundle.comparison.cross_validation import CrossValidation, cross_validate, make_cross_validation
+if TYPE_CHECKING:  # the package imports MONAI and torch: seconds that --help and argument errors do without
+    from bundle.comparison.cross_validation import CrossValidation
 
 __all__ = ["build_parser", "main", "validate_arguments"]
 
@@ -74,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def validate_arguments(args: argparse.Namespace, argv: Sequence[str]) -> CrossValidation:
     """Check every argument and write (or reuse) the folds; ValueError or FileNotFoundError naming the problem."""
+    from bundle.comparison.cross_validation import make_cross_validation
+
     return make_cross_validation(
         name=args.name, output_dir=args.output_dir, images_dir=args.images_dir, labels_csv=args.labels_csv,
         k=args.k, image_column=args.image_column, label_column=args.label_column, group_column=args.group_column,
@@ -99,6 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         cv = validate_arguments(args, argv)
     except (ValueError, FileNotFoundError, FileExistsError) as err:
         parser.error(str(err))
+    from bundle.comparison.cross_validation import cross_validate
+
     return cross_validate(cv)
 
 
