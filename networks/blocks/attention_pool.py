@@ -9,7 +9,6 @@ from typing import Optional, Tuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from monai.utils import look_up_option
 
 from .bag_mask import check_bag_mask
 
@@ -68,7 +67,11 @@ class AttentionPool(nn.Module):
         self.in_features = in_features
         self.hidden_features = hidden_features
         self.gated = gated
-        self.normalization: str = look_up_option(normalization, ATTENTION_NORMALIZATIONS)
+        if normalization not in ATTENTION_NORMALIZATIONS:  # named, as AttentionMIL names its instance_pooling
+            raise ValueError(
+                f"normalization must be one of {list(ATTENTION_NORMALIZATIONS)}, got {normalization!r}."
+            )
+        self.normalization: str = normalization
         self.attention_v = nn.Linear(in_features, hidden_features)
         self.attention_u = nn.Linear(in_features, hidden_features) if gated else None
         self.attention_w = nn.Linear(hidden_features, 1)

@@ -158,7 +158,8 @@ def test_same_pooling_as_monai_milmodel_attention_head():
         ({"in_features": 0}, "in_features"),
         ({"in_features": 3, "hidden_features": True}, "hidden_features"),
         ({"in_features": 3, "gated": 1}, "gated"),
-        ({"in_features": 3, "normalization": "sparsemax"}, "sparsemax"),
+        ({"in_features": 3, "normalization": "sparsemax"},
+         r"normalization must be one of \['softmax', 'squared_average'\], got 'sparsemax'"),
     ],
 )
 def test_invalid_options(kwargs, message):
