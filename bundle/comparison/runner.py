@@ -65,9 +65,9 @@ def launch_worker(spec_path: Path, log_path: Path, quiet: bool, on_phase: Callab
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}  # the run's own store, always
     env["PYTHONUNBUFFERED"] = "1"
     cmd = worker_command(spec_path)
-    with open(log_path, "w", encoding="utf-8") as log:
+    # line-buffered: the log shows each line as it comes (the epoch a run is at), not in 8-KiB blocks
+    with open(log_path, "w", encoding="utf-8", buffering=1) as log:
         log.write("$ " + shlex.join(cmd) + "\n")
-        log.flush()
         proc = subprocess.Popen(
             cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
         )

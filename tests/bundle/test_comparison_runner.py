@@ -103,6 +103,25 @@ def test_worker_is_the_package_entry_point(tmp_path, monkeypatch):
     assert text.startswith("$ ") and f"cwd {runner.REPO}\n" in text and "mlflow None\n" in text
 
 
+def test_worker_log_shows_each_line_as_it_comes(tmp_path, monkeypatch):
+    """The worker waits until its first line is in the log before it writes the second: a log written in blocks
+    (the epoch a run is at invisible for minutes) makes it exit 1."""
+    log = tmp_path / "worker.log"
+    script = tmp_path / "fake_worker.py"
+    script.write_text(
+        "import pathlib, sys, time\n"
+        f"log = pathlib.Path({str(log)!r})\n"
+        "print('epoch 1 done', flush=True)\n"
+        "deadline = time.monotonic() + 20\n"
+        "while 'epoch 1 done' not in log.read_text() and time.monotonic() < deadline:\n"
+        "    time.sleep(0.05)\n"
+        "sys.exit(0 if 'epoch 1 done' in log.read_text() else 1)\n"
+    )
+    monkeypatch.setattr(runner, "worker_command", lambda path: [sys.executable, str(script), str(path)])
+    assert runner.launch_worker(tmp_path / "run_spec.json", log, True, lambda phase: None) == 0
+    assert log.read_text().endswith("epoch 1 done\n")
+
+
 def test_the_comparing_process_imports_neither_torch_nor_monai():
     """Workers inherit nothing of the comparing process's memory only while it stays small."""
     code = (
